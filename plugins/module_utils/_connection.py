@@ -1,0 +1,112 @@
+# Copyright (c) nocobase.multienv contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This file is private to the nocobase.multienv collection and may change at any time.
+#
+# The Redis connection shared by every module and the lookup.  It pairs with the doc fragment
+# plugins/doc_fragments/connection.py: an option added here is documented there.
+
+from __future__ import annotations
+
+import traceback
+from urllib.parse import unquote, urlsplit
+
+from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import DEFAULT_KEY_PREFIX, ControlPlaneError
+
+REDIS_IMPORT_ERROR = None
+try:
+    import redis
+except ImportError:
+    REDIS_IMPORT_ERROR = traceback.format_exc()
+
+SUPERVISOR_REDIS_URL_ENV = "APP_SUPERVISOR_REDIS_URL"
+
+
+def connection_argument_spec():
+    """A fresh dict on every call, so one module's changes never leak into another's."""
+    from ansible.module_utils.basic import env_fallback
+
+    return dict(
+        redis_url=dict(type="str", required=True, no_log=True, fallback=(env_fallback, [SUPERVISOR_REDIS_URL_ENV])),
+        key_prefix=dict(type="str", default=DEFAULT_KEY_PREFIX, no_log=False),
+        tls_ca_file=dict(type="path"),
+        tls_cert_file=dict(type="path"),
+        tls_key_file=dict(type="path", no_log=False),
+        validate_certs=dict(type="bool", default=True),
+        connect_timeout=dict(type="float", default=10.0),
+    )
+
+
+CONNECTION_REQUIRED_TOGETHER = [("tls_cert_file", "tls_key_file")]
+
+
+def parse_redis_url(url):
+    """Check a redis:// or rediss:// URL; return (parts, password).  Errors name `redis_url`."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ControlPlaneError("redis_url is malformed: %s" % exc) from None
+    if parts.scheme not in ("redis", "rediss"):
+        raise ControlPlaneError("redis_url must start with redis:// or rediss://, not %r" % (parts.scheme + "://"))
+    if not parts.hostname:
+        raise ControlPlaneError("redis_url has no host name")
+    path = parts.path.lstrip("/")
+    if path and not path.isdigit():
+        raise ControlPlaneError("redis_url must end in a database number (/0, /1 ...), not /%s" % path)
+    del port
+    return parts, unquote(parts.password) if parts.password else None
+
+
+def describe_url(parts):
+    """The URL as it may be shown: user, host, port and database, never the password."""
+    user = (unquote(parts.username) + "@") if parts.username else ""
+    return "%s://%s%s:%s/%s" % (parts.scheme, user, parts.hostname, parts.port or 6379, parts.path.lstrip("/") or "0")
+
+
+def connect(params):
+    """A checked client with decode_responses=True, or ControlPlaneError with a clear message."""
+    if REDIS_IMPORT_ERROR:
+        raise ImportError(REDIS_IMPORT_ERROR)
+    parts, _password = parse_redis_url(params["redis_url"])
+    kwargs = dict(
+        decode_responses=True,
+        socket_connect_timeout=params["connect_timeout"],
+        socket_timeout=params["connect_timeout"],
+    )
+    if parts.scheme == "rediss":
+        kwargs.update(
+            ssl_ca_certs=params.get("tls_ca_file"),
+            ssl_certfile=params.get("tls_cert_file"),
+            ssl_keyfile=params.get("tls_key_file"),
+            ssl_cert_reqs="required" if params.get("validate_certs", True) else "none",
+        )
+    client = redis.Redis.from_url(params["redis_url"], **kwargs)
+    where = describe_url(parts)
+    try:
+        client.ping()
+    except redis.AuthenticationError:
+        raise ControlPlaneError("Redis at %s rejected the user name or password given in redis_url" % where) from None
+    except redis.ResponseError as exc:
+        if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
+            raise ControlPlaneError("Redis at %s needs a password: put it in redis_url" % where) from None
+        raise ControlPlaneError("Redis at %s answered PING with an error: %s" % (where, exc)) from None
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        raise ControlPlaneError("cannot reach Redis at %s (redis_url): %s" % (where, exc)) from None
+    return client
+
+
+def module_connect(module):
+    """connect() for an AnsibleModule: masks the password everywhere and fails politely."""
+    from ansible.module_utils.basic import missing_required_lib
+
+    if REDIS_IMPORT_ERROR:
+        module.fail_json(msg=missing_required_lib("redis"), exception=REDIS_IMPORT_ERROR)
+    try:
+        _parts, password = parse_redis_url(module.params["redis_url"])
+        if password:
+            module.no_log_values.add(password)
+        return connect(module.params)
+    except ControlPlaneError as exc:
+        module.fail_json(msg=str(exc))

@@ -1,0 +1,273 @@
+# Copyright (c) nocobase.multienv contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This file is private to the nocobase.multienv collection and may change at any time.
+#
+# The producer half of docs/protocol.md.  Every public method costs a fixed number of Redis round
+# trips, whatever the number of records, and every multi-key write is one transaction or script.
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import (
+    CONSUMER_GROUP,
+    DEFAULT_KEY_PREFIX,
+    DEFAULT_REQUEST_TTL_SECONDS,
+    DEFAULT_STALE_AFTER_SECONDS,
+    PROTOCOL_VERSION,
+    ControlPlaneError,
+    Keyspace,
+    check_schema_version,
+    heartbeat_age_seconds,
+    is_available,
+    now_ms,
+    pending_field,
+)
+from ansible_collections.nocobase.multienv.plugins.module_utils._records import decode, encode
+
+try:
+    from redis.exceptions import ResponseError, WatchError
+except ImportError:  # reported by _connection.module_connect
+    ResponseError = WatchError = Exception
+
+# How often a transaction is retried when a concurrent writer touched a watched key.
+_WATCH_ATTEMPTS = 5
+
+# Decide and enqueue in one step, so that racing producers never queue the same action twice.
+# KEYS: schema, status:<app>, request:<rid>, then commands:<env>, pending:<env> for each env.
+# ARGV: version, requestId, app, action, environmentsJson, payloadJson, now, force, dryRun,
+#       requestTtl, callerSuppliedId, env...
+ENQUEUE_SCRIPT = """
+local stored = redis.call('GET', KEYS[1])
+if stored and (tonumber(stored) == nil or tonumber(stored) > tonumber(ARGV[1])) then
+  return redis.error_reply('SCHEMA ' .. stored)
+end
+if ARGV[11] == '1' then
+  local seen = redis.call('GET', KEYS[3])
+  if seen then return {'duplicate', seen} end
+end
+local app, action, force, dry = ARGV[3], ARGV[4], ARGV[8] == '1', ARGV[9] == '1'
+local field = app .. ':' .. action
+local chosen, skipped, writes = {}, {}, {}
+for i = 12, #ARGV do
+  local env = ARGV[i]
+  local commands, pending = KEYS[4 + (i - 12) * 2], KEYS[5 + (i - 12) * 2]
+  local reason = false
+  if redis.call('HEXISTS', pending, field) == 1 then
+    reason = 'queued'
+  elseif not force then
+    local raw = redis.call('HGET', KEYS[2], env)
+    local status = raw and cjson.decode(raw)['status'] or false
+    if action == 'start' and status == 'running' then reason = 'running'
+    elseif action == 'stop' and (status == 'stopped' or not status) then reason = status or 'not started'
+    elseif action == 'remove' and not status then reason = 'not present'
+    end
+  end
+  if reason then
+    table.insert(skipped, env)
+    table.insert(skipped, reason)
+  else
+    table.insert(chosen, env)
+    table.insert(writes, {commands, pending})
+  end
+end
+if dry or #chosen == 0 then return {'planned', chosen, skipped} end
+for _, w in ipairs(writes) do
+  pcall(redis.call, 'XGROUP', 'CREATE', w[1], '@GROUP@', '0', 'MKSTREAM')
+  redis.call('XADD', w[1], '*', 'requestId', ARGV[2], 'appName', app, 'action', action,
+             'environments', ARGV[5], 'payload', ARGV[6], 'enqueuedAt', ARGV[7])
+  redis.call('HSET', w[2], field, ARGV[2])
+end
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+if ARGV[11] == '1' then
+  redis.call('SET', KEYS[3], cjson.encode({app = app, action = action, environments = chosen}), 'EX', ARGV[10])
+end
+return {'enqueued', chosen, skipped}
+""".replace("@GROUP@", CONSUMER_GROUP)
+
+
+class ControlPlane:
+    """Records, statuses and commands of one platform in Redis (producer side)."""
+
+    def __init__(self, client, key_prefix=DEFAULT_KEY_PREFIX, stale_after=DEFAULT_STALE_AFTER_SECONDS):
+        self.client = client
+        self.keys = Keyspace(key_prefix)
+        self.stale_after = stale_after
+        self._enqueue = client.register_script(ENQUEUE_SCRIPT)
+
+    # ---------------------------------------------------------------- reads
+
+    def _hash_read(self, pipe, key, names):
+        if names is None:
+            pipe.hgetall(key)
+        else:
+            pipe.hmget(key, names) if names else pipe.echo("")
+
+    @staticmethod
+    def _hash_result(raw, names):
+        if names is None:
+            return raw
+        if not names:
+            return {}
+        return {name: value for name, value in zip(names, raw) if value is not None}
+
+    def _environment_view(self, name, raw, beat, now):
+        record = decode(raw, "environment record %r" % name)
+        beat = int(beat) if beat else None
+        record["lastHeartbeatAt"] = beat
+        record["available"] = is_available(beat, self.stale_after, now)
+        record["heartbeatAge"] = heartbeat_age_seconds(beat, now)
+        return record
+
+    def read_environments(self, names=None):
+        """{name: record + lastHeartbeatAt, available, heartbeatAge}; one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(self.keys.schema)
+        self._hash_read(pipe, self.keys.environments, names)
+        self._hash_read(pipe, self.keys.heartbeats, names)
+        schema, raw, beats = pipe.execute()
+        check_schema_version(schema, self.keys.schema)
+        raw, beats = self._hash_result(raw, names), self._hash_result(beats, names)
+        now = now_ms()
+        return {name: self._environment_view(name, raw[name], beats.get(name), now) for name in sorted(raw)}
+
+    def read_apps(self, names=None):
+        """{name: record + status per environment + proxy target}; two round trips."""
+        environments = self.read_environments()
+        pipe = self.client.pipeline(transaction=False)
+        self._hash_read(pipe, self.keys.apps, names)
+        (raw,) = pipe.execute()
+        raw = self._hash_result(raw, names)
+        apps = {name: decode(raw[name], "app record %r" % name) for name in sorted(raw)}
+        pipe = self.client.pipeline(transaction=False)
+        for name in apps:
+            pipe.hgetall(self.keys.status(name))
+        for (name, app), statuses in zip(apps.items(), pipe.execute()):
+            app["status"] = {env: decode(value, "status of %r in %r" % (name, env)) for env, value in statuses.items()}
+            app["proxyTarget"] = self._proxy_target(app, environments)
+        return apps, environments
+
+    @staticmethod
+    def _proxy_target(app, environments):
+        """Where the proxy sends the app: its proxyEnvironment, else its first environment."""
+        envs = app.get("environments") or []
+        name = app.get("proxyEnvironment") or (envs[0] if envs else None)
+        env = environments.get(name) if name else None
+        return {
+            "environment": name,
+            "url": (env.get("proxyUrl") or env.get("url")) if env else None,
+            "available": bool(env and env["available"]),
+            "registered": env is not None,
+        }
+
+    def read_statuses(self, app, environments):
+        raw = self.client.hmget(self.keys.status(app), environments)
+        return {env: decode(value, "status of %r in %r" % (app, env)) for env, value in zip(environments, raw)}
+
+    # ---------------------------------------------------------------- writes
+
+    def reconcile(self, hash_key, names, plan, check_mode, on_create=None, on_remove=None):
+        """Bring the records `names` of one hash to what `plan` wants, in one transaction.
+
+        `plan(current)` gets {name: stored record} and returns {name: wanted record, or None to
+        remove}; it may raise ControlPlaneError before anything is written.  `on_create(pipe, name)`
+        and `on_remove(pipe, name)` add a record's other keys to the same transaction.
+        Returns {name: (before, after)} for the records that change.
+        """
+        names = sorted(names)
+        for _attempt in range(_WATCH_ATTEMPTS):
+            with self.client.pipeline() as pipe:
+                try:
+                    pipe.watch(self.keys.schema, hash_key)
+                    schema = check_schema_version(pipe.get(self.keys.schema), self.keys.schema)
+                    current = self._hash_result(pipe.hmget(hash_key, names), names) if names else {}
+                    current = {name: decode(raw, "record %r in %s" % (name, hash_key)) for name, raw in current.items()}
+                    wanted = plan(current)
+                    changes = {}
+                    for name in names:
+                        before, after = current.get(name), wanted[name]
+                        if before != after:
+                            changes[name] = (before, after)
+                    if check_mode or not changes:
+                        pipe.unwatch()
+                        return changes
+                    pipe.multi()
+                    if schema == 0:
+                        pipe.set(self.keys.schema, PROTOCOL_VERSION)
+                    updates = {name: encode(after) for name, (_b, after) in changes.items() if after is not None}
+                    if updates:
+                        pipe.hset(hash_key, mapping=updates)
+                    removed = [name for name, (_b, after) in changes.items() if after is None]
+                    if removed:
+                        pipe.hdel(hash_key, *removed)
+                    for name, (before, after) in changes.items():
+                        if before is None and on_create:
+                            on_create(pipe, name)
+                        if after is None and on_remove:
+                            on_remove(pipe, name)
+                    # raise_on_error=False: a BUSYGROUP from XGROUP CREATE is expected, others are not.
+                    for reply in pipe.execute(raise_on_error=False):
+                        if isinstance(reply, ResponseError) and not str(reply).startswith("BUSYGROUP"):
+                            raise ControlPlaneError("Redis refused part of the transaction: %s" % reply)
+                    return changes
+                except WatchError:
+                    continue
+        raise ControlPlaneError("%s kept changing under concurrent writers; nothing was written, try again" % hash_key)
+
+    def registered_environments(self):
+        return set(self.client.hkeys(self.keys.environments))
+
+    def beat(self, names):
+        """Stamp a heartbeat for environments, as a worker would."""
+        if names:
+            now = now_ms()
+            self.client.hset(self.keys.heartbeats, mapping={name: now for name in names})
+
+    def create_consumer_group(self, pipe, environment):
+        """Queue XGROUP CREATE ... 0 MKSTREAM in a transaction; BUSYGROUP is tolerated at execute."""
+        pipe.execute_command("XGROUP", "CREATE", self.keys.commands(environment), CONSUMER_GROUP, "0", "MKSTREAM")
+
+    def drop_environment_keys(self, pipe, environment):
+        """An unregistered environment's heartbeat and queue go with its record."""
+        pipe.hdel(self.keys.heartbeats, environment)
+        pipe.delete(self.keys.commands(environment), self.keys.pending(environment), self.keys.processed(environment))
+
+    def drop_app_keys(self, pipe, app):
+        pipe.delete(self.keys.status(app), self.keys.lock(app))
+
+    def enqueue(self, app, action, environments, request_id=None, payload=None, force=False, dry_run=False,
+                request_ttl=DEFAULT_REQUEST_TTL_SECONDS):
+        """Queue `action` for `app` in `environments` (ordered); see docs/protocol.md.
+
+        Returns {request_id, enqueued: [...], skipped: {env: reason}, duplicate: bool}.
+        """
+        caller_supplied = request_id is not None
+        request_id = request_id or uuid.uuid4().hex
+        keys = [self.keys.schema, self.keys.status(app), self.keys.request(request_id)]
+        for env in environments:
+            keys += [self.keys.commands(env), self.keys.pending(env)]
+        args = [PROTOCOL_VERSION, request_id, app, action, json.dumps(list(environments), separators=(",", ":")),
+                encode(payload or {}), now_ms(), int(force), int(dry_run),
+                int(request_ttl), int(caller_supplied)] + list(environments)
+        try:
+            reply = self._enqueue(keys=keys, args=args)
+        except ResponseError as exc:
+            if str(exc).startswith("SCHEMA"):
+                check_schema_version(str(exc).split(" ", 1)[1], self.keys.schema)
+            raise
+        if reply[0] == "duplicate":
+            seen = json.loads(reply[1])
+            return dict(request_id=request_id, enqueued=[], skipped={}, duplicate=True,
+                        previously_enqueued=seen.get("environments") or [])
+        skipped = dict(zip(reply[2][::2], reply[2][1::2]))
+        return dict(request_id=request_id, enqueued=list(reply[1]), skipped=skipped, duplicate=False)
+
+    def pending_commands(self, app, action, environments):
+        """{env: requestId} of the commands of this kind still queued."""
+        pipe = self.client.pipeline(transaction=False)
+        for env in environments:
+            pipe.hget(self.keys.pending(env), pending_field(app, action))
+        return {env: rid for env, rid in zip(environments, pipe.execute()) if rid}

@@ -1,0 +1,76 @@
+# Copyright (c) nocobase.multienv contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This file is private to the nocobase.multienv collection and may change at any time.
+#
+# The environment and environment_info modules.
+
+from __future__ import annotations
+
+from ansible_collections.nocobase.multienv.plugins.module_utils._module import RecordKind, run_record_module, stale_after_spec
+from ansible_collections.nocobase.multienv.plugins.module_utils._records import (
+    check_environment_name,
+    check_new_environment,
+    environment_updates,
+)
+
+ITEM_FIELDS = ("name", "url", "proxy_url", "app_version", "state")
+
+
+def _item_spec(name_required):
+    return dict(
+        name=dict(type="str", required=name_required),
+        url=dict(type="str"),
+        proxy_url=dict(type="str"),
+        app_version=dict(type="str"),
+        state=dict(type="str", choices=["present", "absent"], default="present"),
+    )
+
+
+def environment_argument_spec():
+    spec = _item_spec(name_required=False)
+    spec.update(
+        environments=dict(type="list", elements="dict", options=_item_spec(name_required=True)),
+        heartbeat=dict(type="bool", default=False),
+    )
+    return spec
+
+
+def _check(record, created, prefix):
+    if created:
+        check_new_environment(record, prefix)
+
+
+def run_environment_module(module, plane):
+    kind = RecordKind(
+        list_option="environments",
+        item_fields=ITEM_FIELDS,
+        hash_key=plane.keys.environments,
+        updates=environment_updates,
+        check=_check,
+        on_create=plane.create_consumer_group,
+        on_remove=plane.drop_environment_keys,
+    )
+    result = run_record_module(module, plane, kind)
+    if module.params["heartbeat"] and not module.check_mode:
+        plane.beat([entry["name"] for entry in result["results"] if entry["state"] == "present"])
+    if module.params["name"] is not None:
+        result["environment"] = result["results"][0]["record"] or {}
+    return result
+
+
+def environment_info_argument_spec():
+    return dict(names=dict(type="list", elements="str"), stale_after=stale_after_spec())
+
+
+def run_environment_info_module(module, plane):
+    names = module.params["names"]
+    for name in names or []:
+        check_environment_name(name, "names")
+    environments = plane.read_environments(names)
+    return dict(
+        changed=False,
+        environments=list(environments.values()),
+        missing=[name for name in names or [] if name not in environments],
+    )

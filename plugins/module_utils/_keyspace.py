@@ -1,0 +1,151 @@
+# Copyright (c) nocobase.multienv contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This file is private to the nocobase.multienv collection and may change at any time.
+#
+# Control-plane protocol v1 (docs/protocol.md): every Redis key name, the record vocabulary and the
+# pure rules shared by producers (our modules) and consumers (workers, tests/standin).  It imports
+# nothing from Ansible or redis-py on purpose: the NocoBase stand-in image copies this one file.
+
+from __future__ import annotations
+
+import re
+import time
+
+PROTOCOL_VERSION = 1
+DEFAULT_KEY_PREFIX = "nocobase:"
+CONSUMER_GROUP = "workers"
+
+# NocoBase beats every 120 s; its newer releases tolerate three missed beats.
+DEFAULT_STALE_AFTER_SECONDS = 360
+# How long a caller-supplied requestId is remembered for deduplication.
+DEFAULT_REQUEST_TTL_SECONDS = 7 * 24 * 3600
+
+# NocoBase AppStatus values (packages/core/server/src/app-supervisor/types.ts).
+APP_STATUSES = ("preparing", "initializing", "initialized", "running", "commanding", "stopped", "error", "not_found")
+ACTIONS = ("create", "start", "stop", "remove")
+DB_CONN_TYPES = ("new_database", "new_connection", "new_schema")
+RESERVED_APP_NAMES = ("main",)
+
+# Environment names end up in stream keys, container names and nginx upstream names.
+ENVIRONMENT_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
+# App names also become database or schema names (NocoBase defaults database=<appName>), so they
+# follow the PostgreSQL identifier rule without quoting: lower case, digits, underscore, <= 63.
+APP_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+
+_ENVIRONMENT_NAME_RE = re.compile(ENVIRONMENT_NAME_PATTERN)
+_APP_NAME_RE = re.compile(APP_NAME_PATTERN)
+_REQUEST_ID_RE = re.compile(REQUEST_ID_PATTERN)
+
+
+class ControlPlaneError(Exception):
+    """A problem phrased for the operator: it names the field or record at fault, never a secret."""
+
+
+class Keyspace:
+    """Every key of protocol v1, relative to one prefix."""
+
+    def __init__(self, prefix=DEFAULT_KEY_PREFIX):
+        self.prefix = prefix
+
+    @property
+    def schema(self):
+        """String: the protocol version that wrote this keyspace."""
+        return self.prefix + "schema"
+
+    @property
+    def environments(self):
+        """Hash: environment name -> JSON {name, url, proxyUrl, appVersion}."""
+        return self.prefix + "environments"
+
+    @property
+    def heartbeats(self):
+        """Hash: environment name -> epoch milliseconds of its last heartbeat."""
+        return self.prefix + "heartbeats"
+
+    @property
+    def apps(self):
+        """Hash: app name -> JSON app record."""
+        return self.prefix + "apps"
+
+    def status(self, app):
+        """Hash: environment name -> JSON {status, updatedAt, requestId, message}."""
+        return self.prefix + "status:" + app
+
+    def commands(self, environment):
+        """Stream of command entries for one environment, consumer group CONSUMER_GROUP."""
+        return self.prefix + "commands:" + environment
+
+    def pending(self, environment):
+        """Hash: '<app>:<action>' -> requestId of the command not yet acknowledged."""
+        return self.prefix + "pending:" + environment
+
+    def processed(self, environment):
+        """Sorted set: requestId -> epoch ms when the environment completed it."""
+        return self.prefix + "processed:" + environment
+
+    def lock(self, app):
+        """String: owner token of the app's bootstrap lock, with an expiry."""
+        return self.prefix + "lock:" + app
+
+    def request(self, request_id):
+        """String: JSON summary of a command enqueued under a caller-supplied requestId, with a TTL."""
+        return self.prefix + "request:" + request_id
+
+
+def pending_field(app, action):
+    return app + ":" + action
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+def is_environment_name(name):
+    return isinstance(name, str) and bool(_ENVIRONMENT_NAME_RE.match(name))
+
+
+def is_app_name(name):
+    return isinstance(name, str) and bool(_APP_NAME_RE.match(name)) and name not in RESERVED_APP_NAMES
+
+
+def is_request_id(value):
+    return isinstance(value, str) and bool(_REQUEST_ID_RE.match(value))
+
+
+def heartbeat_age_seconds(last_heartbeat_ms, now=None):
+    """Age of a heartbeat in seconds, or None when there never was one."""
+    if last_heartbeat_ms is None or last_heartbeat_ms <= 0:
+        return None
+    return max(0.0, ((now_ms() if now is None else now) - last_heartbeat_ms) / 1000.0)
+
+
+def is_available(last_heartbeat_ms, stale_after_seconds=DEFAULT_STALE_AFTER_SECONDS, now=None):
+    """Derived, never stored: an environment is available while its last beat is fresh enough."""
+    age = heartbeat_age_seconds(last_heartbeat_ms, now)
+    return age is not None and age <= stale_after_seconds
+
+
+def parse_schema_version(raw):
+    """Schema version stored in Redis (bytes, str or None) -> int; 0 means an empty keyspace."""
+    if raw is None:
+        return 0
+    if isinstance(raw, bytes):
+        raw = raw.decode()
+    try:
+        return int(raw)
+    except ValueError:
+        raise ControlPlaneError("schema key holds %r, not a protocol version number" % raw) from None
+
+
+def check_schema_version(raw, key):
+    """Refuse a keyspace written by a newer protocol; return its version (0 when empty)."""
+    version = parse_schema_version(raw)
+    if version > PROTOCOL_VERSION:
+        raise ControlPlaneError(
+            "schema version %d in %s is newer than this collection understands (%d); upgrade the collection"
+            % (version, key, PROTOCOL_VERSION)
+        )
+    return version

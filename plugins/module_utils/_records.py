@@ -1,0 +1,157 @@
+# Copyright (c) nocobase.multienv contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This file is private to the nocobase.multienv collection and may change at any time.
+#
+# Pure record logic (no I/O): validate what the user asked for, merge it onto the stored record
+# (only the fields the user set count), and describe the difference.  Errors name the field.
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlsplit
+
+from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import (
+    APP_NAME_PATTERN,
+    DB_CONN_TYPES,
+    ENVIRONMENT_NAME_PATTERN,
+    RESERVED_APP_NAMES,
+    ControlPlaneError,
+    is_app_name,
+    is_environment_name,
+)
+
+
+def encode(record):
+    """The one JSON form every writer uses, so equal records are equal strings."""
+    return json.dumps(record, sort_keys=True, separators=(",", ":"))
+
+
+def decode(raw, what):
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise ControlPlaneError("%s is not valid JSON; the keyspace was written by something else" % what) from None
+    if not isinstance(value, dict):
+        raise ControlPlaneError("%s is not a JSON object" % what)
+    return value
+
+
+def check_environment_name(name, field="name"):
+    if not is_environment_name(name):
+        raise ControlPlaneError(
+            "%s: %r is not a valid environment name (pattern %s)" % (field, name, ENVIRONMENT_NAME_PATTERN)
+        )
+
+
+def check_app_name(name, field="name"):
+    if name in RESERVED_APP_NAMES:
+        raise ControlPlaneError("%s: %r is reserved for the supervisor's own app" % (field, name))
+    if not is_app_name(name):
+        raise ControlPlaneError("%s: %r is not a valid app name (pattern %s)" % (field, name, APP_NAME_PATTERN))
+
+
+def check_http_url(value, field):
+    """Absolute http(s) URL with a host; '' is allowed and means 'unset'."""
+    if value == "":
+        return
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise ControlPlaneError("%s: %r is not a valid URL (%s)" % (field, value, exc)) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ControlPlaneError("%s: %r must be an absolute http:// or https:// URL" % (field, value))
+
+
+def merge(current, updates):
+    """Apply the user-set fields (None = not set, '' or [] = remove) onto a stored record."""
+    wanted = dict(current or {})
+    for field, value in updates.items():
+        if value is None:
+            continue
+        if value in ("", [], {}):
+            wanted.pop(field, None)
+        else:
+            wanted[field] = value
+    return wanted
+
+
+def changed_fields(before, after):
+    """Only the fields that differ, as (before, after) dicts."""
+    before = before or {}
+    after = after or {}
+    fields = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+    return ({k: before[k] for k in fields if k in before}, {k: after[k] for k in fields if k in after})
+
+
+def environment_updates(item, prefix=""):
+    """Validated field updates (protocol names) from one environment item of the module."""
+    check_environment_name(item["name"], prefix + "name")
+    for option in ("url", "proxy_url"):
+        if item.get(option) is not None:
+            check_http_url(item[option], prefix + option)
+    return {
+        "name": item["name"],
+        "url": item.get("url"),
+        "proxyUrl": item.get("proxy_url"),
+        "appVersion": item.get("app_version"),
+    }
+
+
+def check_new_environment(record, prefix=""):
+    if not record.get("url"):
+        raise ControlPlaneError("%surl is required to register the new environment %r" % (prefix, record["name"]))
+
+
+def app_updates(item, prefix=""):
+    """Validated field updates (protocol names) from one app item of the module."""
+    check_app_name(item["name"], prefix + "name")
+    environments = item.get("environments")
+    if environments is not None:
+        if len(set(environments)) != len(environments):
+            raise ControlPlaneError("%senvironments lists an environment twice: %s" % (prefix, environments))
+        for env in environments:
+            check_environment_name(env, prefix + "environments")
+    if item.get("proxy_environment"):
+        check_environment_name(item["proxy_environment"], prefix + "proxy_environment")
+    options = item.get("options")
+    if options is not None:
+        conn_type = options.get("dbConnType")
+        if conn_type is not None and conn_type not in DB_CONN_TYPES:
+            raise ControlPlaneError(
+                "%soptions.dbConnType: %r is not one of %s" % (prefix, conn_type, ", ".join(DB_CONN_TYPES))
+            )
+        if options.get("database") is not None and not isinstance(options["database"], dict):
+            raise ControlPlaneError("%soptions.database must be a dictionary (IDatabaseOptions)" % prefix)
+    return {
+        "name": item["name"],
+        "title": item.get("title"),
+        "environments": environments,
+        "options": options,
+        "proxyEnvironment": item.get("proxy_environment"),
+        "cname": item.get("cname"),
+        "managedBy": item.get("managed_by"),
+    }
+
+
+def check_app(record, registered, require_registered, prefix=""):
+    """Rules on the merged record: it runs somewhere, its proxy target is one of its environments."""
+    environments = record.get("environments") or []
+    if not environments:
+        raise ControlPlaneError("%senvironments must name at least one environment for app %r" % (prefix, record["name"]))
+    target = record.get("proxyEnvironment")
+    if target and target not in environments:
+        raise ControlPlaneError(
+            "%sproxy_environment: %r is not one of the app's environments %s" % (prefix, target, environments)
+        )
+    if require_registered:
+        missing = [env for env in environments if env not in registered]
+        if missing:
+            raise ControlPlaneError(
+                "%senvironments: not registered: %s (register them with nocobase.multienv.environment, "
+                "or set require_registered_environments=false)" % (prefix, ", ".join(missing))
+            )

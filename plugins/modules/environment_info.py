@@ -1,0 +1,117 @@
+#!/usr/bin/python
+# Copyright (c) nocobase.multienv contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: environment_info
+short_description: Read NocoBase worker environments and whether they are available
+version_added: 0.1.0
+description:
+  - Returns the environment records of a NocoBase multi-environment platform from its Redis control
+    plane (protocol v1, C(docs/protocol.md)), each with its last heartbeat and whether it is available.
+  - An environment is available while its last heartbeat is younger than O(stale_after) seconds.
+    This is derived on every read and never stored.
+  - One Redis round trip, whatever the number of environments.
+author:
+  - nocobase.multienv contributors
+extends_documentation_fragment:
+  - nocobase.multienv.connection
+  - nocobase.multienv.connection.ACTIONGROUP
+  - nocobase.multienv.attributes.INFO_MODULE
+options:
+  names:
+    description:
+      - Only these environments. All of them when not set.
+      - Names that are not registered are listed in RV(missing).
+    type: list
+    elements: str
+  stale_after:
+    description:
+      - Seconds after the last heartbeat at which an environment counts as unavailable.
+      - NocoBase beats every 120 seconds; the default tolerates three missed beats.
+    type: int
+    default: 360
+seealso:
+  - module: nocobase.multienv.environment
+  - plugin: nocobase.multienv.records
+    plugin_type: lookup
+"""
+
+EXAMPLES = r"""
+- name: Read every environment
+  nocobase.multienv.environment_info:
+    redis_url: "{{ nocobase_redis_url }}"
+  delegate_to: localhost
+  register: platform
+
+- name: Wait until env_a and env_b are available
+  nocobase.multienv.environment_info:
+    names: [env_a, env_b]
+  delegate_to: localhost
+  register: platform
+  until: platform.environments | selectattr('available') | list | length == 2
+  retries: 30
+  delay: 5
+"""
+
+RETURN = r"""
+environments:
+  description: The environment records, sorted by name.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Environment name (E(ENVIRONMENT_NAME)).
+      type: str
+      returned: always
+    url:
+      description: The environment's own URL.
+      type: str
+      returned: when set
+    proxyUrl:
+      description: URL the proxy uses to reach it.
+      type: str
+      returned: when set
+    appVersion:
+      description: NocoBase version it runs.
+      type: str
+      returned: when set
+    lastHeartbeatAt:
+      description: Epoch milliseconds of the last heartbeat, V(null) if it never beat.
+      type: int
+      returned: always
+    heartbeatAge:
+      description: Seconds since the last heartbeat, V(null) if it never beat.
+      type: float
+      returned: always
+    available:
+      description: Whether the last heartbeat is younger than O(stale_after).
+      type: bool
+      returned: always
+  sample: [{"name": "env_a", "url": "http://localhost:15000", "proxyUrl": "http://worker_a",
+            "lastHeartbeatAt": 1767000000000, "heartbeatAge": 12.5, "available": true}]
+missing:
+  description: Names asked for in O(names) that are not registered.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+"""
+
+from ansible_collections.nocobase.multienv.plugins.module_utils._environments import (
+    environment_info_argument_spec,
+    run_environment_info_module,
+)
+from ansible_collections.nocobase.multienv.plugins.module_utils._module import run_module
+
+
+def main():
+    run_module(environment_info_argument_spec(), run_environment_info_module)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+# Shared fixtures: a real redis-server on a free 127.0.0.1 port, and the collection on sys.path.
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+
+REPO = Path(__file__).resolve().parents[1]
+# The collection is importable as ansible_collections.nocobase.multienv through a link in a temp
+# tree, so tests import exactly the files of this checkout.
+_COLLECTIONS_ROOT = Path(tempfile.gettempdir()) / ("nocobase-multienv-collections-%d" % os.getuid())
+_LINK = _COLLECTIONS_ROOT / "ansible_collections" / "nocobase" / "multienv"
+_LINK.parent.mkdir(parents=True, exist_ok=True)
+if not _LINK.is_symlink() or _LINK.resolve() != REPO:
+    if _LINK.is_symlink() or _LINK.exists():
+        _LINK.unlink()
+    _LINK.symlink_to(REPO)
+sys.path.insert(0, str(_COLLECTIONS_ROOT))
+COLLECTIONS_PATH = str(_COLLECTIONS_ROOT)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """A real redis-server process owned by the test session."""
+
+    def __init__(self, password=None):
+        self.password = password
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="nocobase-redis-")
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (tests/setup.sh installs it)")
+        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", self.dir]
+        if password:
+            args += ["--requirepass", password]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.client().ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    self.stop()
+                    raise RuntimeError("redis-server did not start on port %d" % self.port)
+                time.sleep(0.05)
+
+    @property
+    def url(self):
+        if self.password:
+            return "redis://:%s@127.0.0.1:%d/0" % (self.password, self.port)
+        return "redis://127.0.0.1:%d/0" % self.port
+
+    def client(self, **kwargs):
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password,
+                           decode_responses=True, **kwargs)
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    server = RedisServer(password="test-" + uuid.uuid4().hex[:12])
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def key_prefix(redis_server):
+    """A fresh prefix per test: tests share one server but never each other's keys."""
+    prefix = "t%s:" % uuid.uuid4().hex[:10]
+    yield prefix
+    client = redis_server.client()
+    keys = list(client.scan_iter(match=prefix + "*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
+@pytest.fixture
+def rclient(redis_server):
+    return redis_server.client()

@@ -47,11 +47,9 @@ options:
       - Seconds to wait for a connection and for each reply.
     type: float
     default: 10.0
-requirements:
-  - redis (Python library) >= 4.3 on the host that runs the module
 notes:
-  - The modules talk to Redis from the host they run on; with the usual C(delegate_to: localhost)
-    the controller needs the C(redis) Python library and must reach Redis.
+  - The modules talk to Redis from the host they run on. Run them on the controller (C(delegate_to=localhost))
+    or on any host that reaches Redis. They need no Python library beyond the standard one.
 """
 
     ACTIONGROUP = r"""

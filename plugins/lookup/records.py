@@ -11,10 +11,10 @@ version_added: 0.1.0
 description:
   - Reads the environment or app records from the platform's Redis control plane (protocol v1,
     C(docs/protocol.md)), with the same derived fields as M(nocobase.multienv.environment_info)
-    and M(nocobase.multienv.app_info): availability from the last heartbeat, each app's status per
+    and M(nocobase.multienv.app_info), that is availability from the last heartbeat, each app's status per
     environment and the environment (and URL) the proxy sends it to.
   - Meant for templates, such as the proxy configuration of the C(nocobase.multienv.proxy) role.
-  - Runs on the controller, which needs the C(redis) Python library and must reach Redis.
+  - Runs on the controller, which must reach Redis.
 author:
   - nocobase.multienv contributors
 extends_documentation_fragment:
@@ -71,10 +71,7 @@ from ansible_collections.nocobase.multienv.plugins.module_utils._connection impo
 from ansible_collections.nocobase.multienv.plugins.module_utils._control_plane import ControlPlane
 from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import ControlPlaneError
 
-try:
-    from redis.exceptions import RedisError
-except ImportError:  # connect() reports the missing library
-    RedisError = ControlPlaneError
+from ansible_collections.nocobase.multienv.plugins.module_utils._resp import RedisError
 
 _TERMS = ("environments", "apps")
 
@@ -91,8 +88,10 @@ class LookupModule(LookupBase):
         params["redis_url"] = params["redis_url"] or os.environ.get(SUPERVISOR_REDIS_URL_ENV)
         if not params["redis_url"]:
             raise AnsibleError("nocobase.multienv.records: redis_url is required (or set %s)" % SUPERVISOR_REDIS_URL_ENV)
+        client = None
         try:
-            plane = ControlPlane(connect(params), params["key_prefix"], self.get_option("stale_after"))
+            client = connect(params)
+            plane = ControlPlane(client, params["key_prefix"], self.get_option("stale_after"))
             records = []
             apps = environments = None
             for term in terms:
@@ -105,7 +104,8 @@ class LookupModule(LookupBase):
                         environments = plane.read_environments()
                     records.extend(environments.values())
             return records
-        except ImportError:
-            raise AnsibleError("nocobase.multienv.records needs the redis Python library on the controller") from None
         except (ControlPlaneError, RedisError) as exc:
             raise AnsibleError("nocobase.multienv.records: %s" % exc) from None
+        finally:
+            if client is not None:
+                client.close()

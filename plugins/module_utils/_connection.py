@@ -9,16 +9,11 @@
 
 from __future__ import annotations
 
-import traceback
+import ssl
 from urllib.parse import unquote, urlsplit
 
 from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import DEFAULT_KEY_PREFIX, ControlPlaneError
-
-REDIS_IMPORT_ERROR = None
-try:
-    import redis
-except ImportError:
-    REDIS_IMPORT_ERROR = traceback.format_exc()
+from ansible_collections.nocobase.multienv.plugins.module_utils._resp import Client, ConnectionFailed, ReplyError
 
 SUPERVISOR_REDIS_URL_ENV = "APP_SUPERVISOR_REDIS_URL"
 
@@ -60,49 +55,52 @@ def parse_redis_url(url):
 
 
 def describe_url(parts):
-    """The URL as it may be shown: user, host, port and database, never the password."""
-    user = (unquote(parts.username) + "@") if parts.username else ""
-    return "%s://%s%s:%s/%s" % (parts.scheme, user, parts.hostname, parts.port or 6379, parts.path.lstrip("/") or "0")
+    """Where Redis is, as it may be shown: never the password, and never the whole URL (no_log hides that)."""
+    user = (" as user %r" % unquote(parts.username)) if parts.username else ""
+    tls = " over TLS" if parts.scheme == "rediss" else ""
+    return "%s:%s (database %s%s%s)" % (parts.hostname, parts.port or 6379, parts.path.lstrip("/") or "0", user, tls)
+
+
+def _tls_context(params):
+    context = ssl.create_default_context(cafile=params.get("tls_ca_file"))
+    if params.get("tls_cert_file"):
+        context.load_cert_chain(params["tls_cert_file"], params.get("tls_key_file"))
+    if not params.get("validate_certs", True):
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def connect(params):
-    """A checked client with decode_responses=True, or ControlPlaneError with a clear message."""
-    if REDIS_IMPORT_ERROR:
-        raise ImportError(REDIS_IMPORT_ERROR)
-    parts, _password = parse_redis_url(params["redis_url"])
-    kwargs = dict(
-        decode_responses=True,
-        socket_connect_timeout=params["connect_timeout"],
-        socket_timeout=params["connect_timeout"],
-    )
-    if parts.scheme == "rediss":
-        kwargs.update(
-            ssl_ca_certs=params.get("tls_ca_file"),
-            ssl_certfile=params.get("tls_cert_file"),
-            ssl_keyfile=params.get("tls_key_file"),
-            ssl_cert_reqs="required" if params.get("validate_certs", True) else "none",
-        )
-    client = redis.Redis.from_url(params["redis_url"], **kwargs)
+    """A checked connection (plugins/module_utils/_resp.py), or ControlPlaneError with a clear message."""
+    parts, password = parse_redis_url(params["redis_url"])
     where = describe_url(parts)
     try:
-        client.ping()
-    except redis.AuthenticationError:
-        raise ControlPlaneError("Redis at %s rejected the user name or password given in redis_url" % where) from None
-    except redis.ResponseError as exc:
-        if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
+        client = Client(
+            parts.hostname,
+            parts.port or 6379,
+            db=int(parts.path.lstrip("/") or 0),
+            username=unquote(parts.username) if parts.username else None,
+            password=password,
+            ssl_context=_tls_context(params) if parts.scheme == "rediss" else None,
+            timeout=params["connect_timeout"],
+        )
+        client.execute("PING")
+    except ReplyError as exc:
+        if exc.code == "NOAUTH":
             raise ControlPlaneError("Redis at %s needs a password: put it in redis_url" % where) from None
-        raise ControlPlaneError("Redis at %s answered PING with an error: %s" % (where, exc)) from None
-    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        if exc.code == "WRONGPASS" or "password" in str(exc).lower():
+            raise ControlPlaneError("Redis at %s rejected the user name or password given in redis_url" % where) from None
+        raise ControlPlaneError("Redis at %s refused the connection: %s" % (where, exc)) from None
+    except ConnectionFailed as exc:
         raise ControlPlaneError("cannot reach Redis at %s (redis_url): %s" % (where, exc)) from None
+    except (ssl.SSLError, OSError) as exc:
+        raise ControlPlaneError("TLS setup for Redis at %s failed (tls_* options): %s" % (where, exc)) from None
     return client
 
 
 def module_connect(module):
     """connect() for an AnsibleModule: masks the password everywhere and fails politely."""
-    from ansible.module_utils.basic import missing_required_lib
-
-    if REDIS_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("redis"), exception=REDIS_IMPORT_ERROR)
     try:
         _parts, password = parse_redis_url(module.params["redis_url"])
         if password:

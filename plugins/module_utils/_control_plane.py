@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 
@@ -24,14 +25,9 @@ from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import
     heartbeat_age_seconds,
     is_available,
     now_ms,
-    pending_field,
 )
 from ansible_collections.nocobase.multienv.plugins.module_utils._records import decode, encode
-
-try:
-    from redis.exceptions import ResponseError, WatchError
-except ImportError:  # reported by _connection.module_connect
-    ResponseError = WatchError = Exception
+from ansible_collections.nocobase.multienv.plugins.module_utils._resp import ReplyError, pairs
 
 # How often a transaction is retried when a concurrent writer touched a watched key.
 _WATCH_ATTEMPTS = 5
@@ -87,31 +83,39 @@ if ARGV[11] == '1' then
 end
 return {'enqueued', chosen, skipped}
 """.replace("@GROUP@", CONSUMER_GROUP)
+ENQUEUE_SHA = hashlib.sha1(ENQUEUE_SCRIPT.encode()).hexdigest()
 
 
 class ControlPlane:
-    """Records, statuses and commands of one platform in Redis (producer side)."""
+    """Records, statuses and commands of one platform in Redis (producer side).
+
+    `client` is a plugins/module_utils/_resp.py Client.
+    """
 
     def __init__(self, client, key_prefix=DEFAULT_KEY_PREFIX, stale_after=DEFAULT_STALE_AFTER_SECONDS):
         self.client = client
         self.keys = Keyspace(key_prefix)
         self.stale_after = stale_after
-        self._enqueue = client.register_script(ENQUEUE_SCRIPT)
 
     # ---------------------------------------------------------------- reads
 
-    def _hash_read(self, pipe, key, names):
-        if names is None:
-            pipe.hgetall(key)
-        else:
-            pipe.hmget(key, names) if names else pipe.echo("")
+    def _read(self, commands):
+        """One pipelined round trip; error replies are raised."""
+        replies = self.client.pipeline(commands)
+        for reply in replies:
+            if isinstance(reply, ReplyError):
+                raise reply
+        return replies
+
+    @staticmethod
+    def _hash_read(key, names):
+        """HGETALL for all fields (names None), HMGET for some."""
+        return ("HGETALL", key) if names is None else ("HMGET", key) + tuple(names)
 
     @staticmethod
     def _hash_result(raw, names):
         if names is None:
-            return raw
-        if not names:
-            return {}
+            return pairs(raw)
         return {name: value for name, value in zip(names, raw) if value is not None}
 
     def _environment_view(self, name, raw, beat, now):
@@ -122,31 +126,40 @@ class ControlPlane:
         record["heartbeatAge"] = heartbeat_age_seconds(beat, now)
         return record
 
-    def read_environments(self, names=None):
-        """{name: record + lastHeartbeatAt, available, heartbeatAge}; one round trip."""
-        pipe = self.client.pipeline(transaction=False)
-        pipe.get(self.keys.schema)
-        self._hash_read(pipe, self.keys.environments, names)
-        self._hash_read(pipe, self.keys.heartbeats, names)
-        schema, raw, beats = pipe.execute()
-        check_schema_version(schema, self.keys.schema)
+    def _environments(self, raw, beats, names):
         raw, beats = self._hash_result(raw, names), self._hash_result(beats, names)
         now = now_ms()
         return {name: self._environment_view(name, raw[name], beats.get(name), now) for name in sorted(raw)}
 
+    def read_environments(self, names=None):
+        """{name: record + lastHeartbeatAt, available, heartbeatAge}; one round trip."""
+        if names == []:
+            return {}
+        schema, raw, beats = self._read([
+            ("GET", self.keys.schema),
+            self._hash_read(self.keys.environments, names),
+            self._hash_read(self.keys.heartbeats, names),
+        ])
+        check_schema_version(schema, self.keys.schema)
+        return self._environments(raw, beats, names)
+
     def read_apps(self, names=None):
-        """{name: record + status per environment + proxy target}; two round trips."""
-        environments = self.read_environments()
-        pipe = self.client.pipeline(transaction=False)
-        self._hash_read(pipe, self.keys.apps, names)
-        (raw,) = pipe.execute()
-        raw = self._hash_result(raw, names)
-        apps = {name: decode(raw[name], "app record %r" % name) for name in sorted(raw)}
-        pipe = self.client.pipeline(transaction=False)
-        for name in apps:
-            pipe.hgetall(self.keys.status(name))
-        for (name, app), statuses in zip(apps.items(), pipe.execute()):
-            app["status"] = {env: decode(value, "status of %r in %r" % (name, env)) for env, value in statuses.items()}
+        """({name: record + status per environment + proxy target}, environments); two round trips."""
+        if names == []:
+            return {}, self.read_environments()
+        schema, raw_envs, beats, raw_apps = self._read([
+            ("GET", self.keys.schema),
+            self._hash_read(self.keys.environments, None),
+            self._hash_read(self.keys.heartbeats, None),
+            self._hash_read(self.keys.apps, names),
+        ])
+        check_schema_version(schema, self.keys.schema)
+        environments = self._environments(raw_envs, beats, None)
+        raw_apps = self._hash_result(raw_apps, names)
+        apps = {name: decode(raw_apps[name], "app record %r" % name) for name in sorted(raw_apps)}
+        statuses = self._read([("HGETALL", self.keys.status(name)) for name in apps])
+        for (name, app), status in zip(apps.items(), statuses):
+            app["status"] = {env: decode(value, "status of %r in %r" % (name, env)) for env, value in pairs(status).items()}
             app["proxyTarget"] = self._proxy_target(app, environments)
         return apps, environments
 
@@ -164,8 +177,12 @@ class ControlPlane:
         }
 
     def read_statuses(self, app, environments):
-        raw = self.client.hmget(self.keys.status(app), environments)
+        (raw,) = self._read([("HMGET", self.keys.status(app)) + tuple(environments)])
         return {env: decode(value, "status of %r in %r" % (app, env)) for env, value in zip(environments, raw)}
+
+    def registered_environments(self):
+        (names,) = self._read([("HKEYS", self.keys.environments)])
+        return set(names)
 
     # ---------------------------------------------------------------- writes
 
@@ -173,70 +190,76 @@ class ControlPlane:
         """Bring the records `names` of one hash to what `plan` wants, in one transaction.
 
         `plan(current)` gets {name: stored record} and returns {name: wanted record, or None to
-        remove}; it may raise ControlPlaneError before anything is written.  `on_create(pipe, name)`
-        and `on_remove(pipe, name)` add a record's other keys to the same transaction.
-        Returns {name: (before, after)} for the records that change.
+        remove}; it may raise ControlPlaneError before anything is written.  `on_create(name)` and
+        `on_remove(name)` return more commands for the same transaction (a record's other keys).
+        Returns {name: (before, after)} for the records that change.  Two round trips: WATCH and
+        read, then MULTI/EXEC (retried if a concurrent writer touched the hash in between).
         """
         names = sorted(names)
         for _attempt in range(_WATCH_ATTEMPTS):
-            with self.client.pipeline() as pipe:
-                try:
-                    pipe.watch(self.keys.schema, hash_key)
-                    schema = check_schema_version(pipe.get(self.keys.schema), self.keys.schema)
-                    current = self._hash_result(pipe.hmget(hash_key, names), names) if names else {}
-                    current = {name: decode(raw, "record %r in %s" % (name, hash_key)) for name, raw in current.items()}
-                    wanted = plan(current)
-                    changes = {}
-                    for name in names:
-                        before, after = current.get(name), wanted[name]
-                        if before != after:
-                            changes[name] = (before, after)
-                    if check_mode or not changes:
-                        pipe.unwatch()
-                        return changes
-                    pipe.multi()
-                    if schema == 0:
-                        pipe.set(self.keys.schema, PROTOCOL_VERSION)
-                    updates = {name: encode(after) for name, (_b, after) in changes.items() if after is not None}
-                    if updates:
-                        pipe.hset(hash_key, mapping=updates)
-                    removed = [name for name, (_b, after) in changes.items() if after is None]
-                    if removed:
-                        pipe.hdel(hash_key, *removed)
-                    for name, (before, after) in changes.items():
-                        if before is None and on_create:
-                            on_create(pipe, name)
-                        if after is None and on_remove:
-                            on_remove(pipe, name)
-                    # raise_on_error=False: a BUSYGROUP from XGROUP CREATE is expected, others are not.
-                    for reply in pipe.execute(raise_on_error=False):
-                        if isinstance(reply, ResponseError) and not str(reply).startswith("BUSYGROUP"):
-                            raise ControlPlaneError("Redis refused part of the transaction: %s" % reply)
-                    return changes
-                except WatchError:
-                    continue
+            _ok, schema, raw = self._read([
+                ("WATCH", self.keys.schema, hash_key),
+                ("GET", self.keys.schema),
+                self._hash_read(hash_key, names),
+            ])
+            schema = check_schema_version(schema, self.keys.schema)
+            current = {name: decode(value, "record %r in %s" % (name, hash_key))
+                       for name, value in self._hash_result(raw, names).items()}
+            try:
+                wanted = plan(current)
+            except Exception:
+                self.client.pipeline([("UNWATCH",)])
+                raise
+            changes = {}
+            for name in names:
+                if current.get(name) != wanted[name]:
+                    changes[name] = (current.get(name), wanted[name])
+            if check_mode or not changes:
+                self._read([("UNWATCH",)])
+                return changes
+            commands = []
+            if schema == 0:
+                commands.append(("SET", self.keys.schema, PROTOCOL_VERSION))
+            updates = [item for name, (_b, after) in changes.items() if after is not None for item in (name, encode(after))]
+            if updates:
+                commands.append(("HSET", hash_key) + tuple(updates))
+            removed = [name for name, (_b, after) in changes.items() if after is None]
+            if removed:
+                commands.append(("HDEL", hash_key) + tuple(removed))
+            for name, (before, after) in changes.items():
+                if before is None and on_create:
+                    commands.extend(on_create(name))
+                if after is None and on_remove:
+                    commands.extend(on_remove(name))
+            replies = self.client.transaction(commands)
+            if replies is None:
+                continue  # a concurrent writer won; read again
+            for reply in replies:
+                # Redis runs every command of EXEC; BUSYGROUP (the group exists) is expected.
+                if isinstance(reply, ReplyError) and reply.code != "BUSYGROUP":
+                    raise ControlPlaneError("Redis refused part of the transaction: %s" % reply)
+            return changes
         raise ControlPlaneError("%s kept changing under concurrent writers; nothing was written, try again" % hash_key)
-
-    def registered_environments(self):
-        return set(self.client.hkeys(self.keys.environments))
 
     def beat(self, names):
         """Stamp a heartbeat for environments, as a worker would."""
         if names:
             now = now_ms()
-            self.client.hset(self.keys.heartbeats, mapping={name: now for name in names})
+            self._read([("HSET", self.keys.heartbeats) + tuple(item for name in names for item in (name, now))])
 
-    def create_consumer_group(self, pipe, environment):
-        """Queue XGROUP CREATE ... 0 MKSTREAM in a transaction; BUSYGROUP is tolerated at execute."""
-        pipe.execute_command("XGROUP", "CREATE", self.keys.commands(environment), CONSUMER_GROUP, "0", "MKSTREAM")
+    def create_consumer_group(self, environment):
+        """XGROUP CREATE ... 0 MKSTREAM: a worker that comes later still gets every entry."""
+        return [("XGROUP", "CREATE", self.keys.commands(environment), CONSUMER_GROUP, "0", "MKSTREAM")]
 
-    def drop_environment_keys(self, pipe, environment):
+    def drop_environment_keys(self, environment):
         """An unregistered environment's heartbeat and queue go with its record."""
-        pipe.hdel(self.keys.heartbeats, environment)
-        pipe.delete(self.keys.commands(environment), self.keys.pending(environment), self.keys.processed(environment))
+        return [
+            ("HDEL", self.keys.heartbeats, environment),
+            ("DEL", self.keys.commands(environment), self.keys.pending(environment), self.keys.processed(environment)),
+        ]
 
-    def drop_app_keys(self, pipe, app):
-        pipe.delete(self.keys.status(app), self.keys.lock(app))
+    def drop_app_keys(self, app):
+        return [("DEL", self.keys.status(app), self.keys.lock(app))]
 
     def enqueue(self, app, action, environments, request_id=None, payload=None, force=False, dry_run=False,
                 request_ttl=DEFAULT_REQUEST_TTL_SECONDS):
@@ -253,21 +276,13 @@ class ControlPlane:
                 encode(payload or {}), now_ms(), int(force), int(dry_run),
                 int(request_ttl), int(caller_supplied)] + list(environments)
         try:
-            reply = self._enqueue(keys=keys, args=args)
-        except ResponseError as exc:
-            if str(exc).startswith("SCHEMA"):
-                check_schema_version(str(exc).split(" ", 1)[1], self.keys.schema)
+            reply = self.client.eval(ENQUEUE_SCRIPT, ENQUEUE_SHA, keys, args)
+        except ReplyError as exc:
+            if "SCHEMA" in str(exc):
+                check_schema_version(str(exc).rsplit("SCHEMA ", 1)[1].split()[0], self.keys.schema)
             raise
         if reply[0] == "duplicate":
             seen = json.loads(reply[1])
             return dict(request_id=request_id, enqueued=[], skipped={}, duplicate=True,
                         previously_enqueued=seen.get("environments") or [])
-        skipped = dict(zip(reply[2][::2], reply[2][1::2]))
-        return dict(request_id=request_id, enqueued=list(reply[1]), skipped=skipped, duplicate=False)
-
-    def pending_commands(self, app, action, environments):
-        """{env: requestId} of the commands of this kind still queued."""
-        pipe = self.client.pipeline(transaction=False)
-        for env in environments:
-            pipe.hget(self.keys.pending(env), pending_field(app, action))
-        return {env: rid for env, rid in zip(environments, pipe.execute()) if rid}
+        return dict(request_id=request_id, enqueued=list(reply[1]), skipped=pairs(reply[2]), duplicate=False)

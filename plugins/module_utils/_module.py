@@ -23,10 +23,7 @@ from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import
 )
 from ansible_collections.nocobase.multienv.plugins.module_utils._records import changed_fields, merge
 
-try:
-    from redis.exceptions import RedisError
-except ImportError:  # reported by module_connect
-    RedisError = ControlPlaneError
+from ansible_collections.nocobase.multienv.plugins.module_utils._resp import RedisError
 
 
 def stale_after_spec():
@@ -51,6 +48,8 @@ def run_module(argument_spec, runner, required_together=(), **module_kwargs):
         module.fail_json(msg=str(exc))
     except RedisError as exc:
         module.fail_json(msg="Redis failed during the task, nothing was half written: %s" % exc)
+    finally:
+        client.close()
     module.exit_json(**result)
 
 

@@ -11,7 +11,7 @@ short_description: Create, update or remove NocoBase apps of a multi-environment
 version_added: 0.1.0
 description:
   - Writes app records (NocoBase's C(AppModel)) into the platform's Redis control plane (protocol v1,
-    C(docs/protocol.md)): which environments an app runs in, its database options, and the
+    C(docs/protocol.md)), that is which environments an app runs in, its database options, and the
     environment the proxy sends its traffic to.
   - Takes one app (O(name) and its options) or many at once (O(apps)); the list form costs the same
     few Redis round trips whatever its length, and writes everything or nothing.
@@ -38,7 +38,7 @@ options:
     type: str
   environments:
     description:
-      - Environments the app runs in, in start order: an app in several environments starts in
+      - Environments the app runs in, in start order. An app in several environments starts in
         one at a time, in this order.
       - Required for a new app. Each must be registered (see O(require_registered_environments)).
     type: list

@@ -14,7 +14,7 @@ description:
     platform's Redis control plane (protocol v1, C(docs/protocol.md)). The workers carry it out;
     an app in several environments starts in one at a time, in the order of its environments.
   - Idempotent by intent. Nothing is queued for an environment that already has the same command
-    queued for the app, nor (unless O(force)) where the app is already in the command's outcome:
+    queued for the app, nor (unless O(force)) where the app is already in the command's outcome,
     V(running) for V(start), V(stopped) or never started for V(stop), absent for V(remove).
     The decision and the write are one atomic script, so racing tasks queue one command.
   - With O(request_id), a retried task that already queued its command queues nothing more.

@@ -11,7 +11,7 @@ short_description: Register, update or unregister NocoBase worker environments
 version_added: 0.1.0
 description:
   - Writes the environment records of a NocoBase multi-environment platform into its Redis control
-    plane (protocol v1, C(docs/protocol.md)): the record a worker with E(ENVIRONMENT_NAME) publishes,
+    plane (protocol v1, C(docs/protocol.md)), that is the record a worker with E(ENVIRONMENT_NAME) publishes,
     with its C(url), C(proxyUrl) and C(appVersion).
   - Takes one environment (O(name) and its options) or many at once (O(environments)); the list form
     costs the same few Redis round trips whatever its length, and writes everything or nothing.

@@ -1,0 +1,37 @@
+# Entry points; each one does its own setup (tools/setup.sh).
+.PHONY: deploy test teardown offline-images lint sanity molecule bench setup
+
+IMAGES ?= official
+
+deploy:            ## deploy the platform (IMAGES=offline: locally built images, no registry needed)
+	bash tools/deploy.sh $(if $(filter offline,$(IMAGES)),offline)
+
+test:              ## the whole test suite
+	bash tools/test.sh
+
+teardown:          ## remove the platform's containers and network (VOLUMES=true: its data too)
+	bash tools/setup.sh
+	.venv/bin/ansible-playbook -i inventories/$(if $(filter offline,$(IMAGES)),offline,local) playbooks/teardown.yml \
+	  -e nocobase_teardown_volumes=$(or $(VOLUMES),false)
+
+setup:
+	bash tools/setup.sh
+
+offline-images:    ## build the local images (Redis, PostgreSQL, nginx, NocoBase stand-in)
+	bash tools/setup.sh --offline-images
+
+lint:
+	bash tools/setup.sh
+	.venv/bin/python -m pytest tests/quality/test_lint.py
+
+sanity:
+	bash tools/setup.sh
+	.venv/bin/python -m pytest tests/quality/test_sanity.py
+
+molecule:
+	bash tools/setup.sh --offline-images
+	.venv/bin/python -m pytest tests/quality/test_molecule.py
+
+bench:             ## benchmarks (they print figures; nothing is asserted)
+	bash tools/setup.sh --offline-images
+	.venv/bin/python benchmarks/control_plane.py

@@ -1,0 +1,475 @@
+# Copyright (c) nocobase.multienv contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The reference consumer (tests/standin/consumer.py) against a real Redis, fed by the real producer.
+
+Commands are enqueued with the collection's ControlPlane (the producer half of docs/protocol.md);
+only redeliveries, which no correct producer makes on purpose, are written with a raw XADD.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.nocobase.multienv.plugins.module_utils._connection import connect
+from ansible_collections.nocobase.multienv.plugins.module_utils._control_plane import ControlPlane
+from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import (
+    CONSUMER_GROUP,
+    Keyspace,
+    now_ms,
+    pending_field,
+)
+
+STANDIN = Path(__file__).resolve().parents[1] / "standin"
+sys.path.insert(0, str(STANDIN))
+import consumer as standin_consumer  # noqa: E402
+
+# Short times so that reclaim and lock expiry happen within a test.
+LOCK_TTL_MS = 1500
+RECLAIM_IDLE_MS = 1000
+
+
+def wait_for(predicate, timeout=10.0, interval=0.02, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def put_app(client, keys, name, environments):
+    client.hset(keys.apps, name, json.dumps({"environments": environments, "name": name,
+                                              "options": {"dbConnType": "new_database"}},
+                                             separators=(",", ":"), sort_keys=True))
+
+
+def status_of(client, keys, app, env):
+    raw = client.hget(keys.status(app), env)
+    return json.loads(raw) if raw else None
+
+
+def assert_nothing_pending(client, keys, environments, apps=()):
+    for env in environments:
+        assert client.xpending(keys.commands(env), CONSUMER_GROUP)["pending"] == 0, env
+        assert client.hlen(keys.pending(env)) == 0, client.hgetall(keys.pending(env))
+    for app in apps:
+        assert not client.exists(keys.lock(app)), "lock of %s still held" % app
+
+
+class Recorder:
+    """on_action hook: appends '<env>:<app>:<action>:<begin|end>' to a Redis list (one shared order)."""
+
+    def __init__(self, client, key, env, seconds=0.0, fail=None):
+        self.client, self.key, self.env, self.seconds, self.fail = client, key, env, seconds, fail
+
+    def __call__(self, app, action, payload):
+        self.client.rpush(self.key, "%s:%s:%s:begin" % (self.env, app, action))
+        if self.seconds:
+            time.sleep(self.seconds)
+        if self.fail and action in self.fail:
+            raise RuntimeError("simulated %s failure" % action)
+        self.client.rpush(self.key, "%s:%s:%s:end" % (self.env, app, action))
+
+
+@pytest.fixture
+def keys(key_prefix):
+    return Keyspace(key_prefix)
+
+
+@pytest.fixture
+def plane(redis_server, key_prefix):
+    """The collection's producer, on its own Redis client, as the modules use it."""
+    client = connect({"redis_url": redis_server.url, "connect_timeout": 5})
+    yield ControlPlane(client, key_prefix)
+    client.close()
+
+
+@pytest.fixture
+def make_consumer(redis_server, key_prefix):
+    """Consumers with short times; those started with run=True loop in a thread until teardown."""
+    running = []
+
+    def make(env, name, on_action=None, run=False, **kwargs):
+        options = dict(consumer_name=name, lock_ttl_ms=LOCK_TTL_MS, reclaim_idle_ms=RECLAIM_IDLE_MS,
+                       heartbeat_seconds=1, block_ms=100, url="http://%s.test" % env)
+        options.update(kwargs)
+        consumer = standin_consumer.Consumer(redis_server.client(), env, key_prefix, on_action=on_action, **options)
+        if run:
+            consumer.start()
+            stop = threading.Event()
+            thread = threading.Thread(target=consumer.run, args=(stop, time.monotonic() + 60), daemon=True)
+            thread.start()
+            running.append((stop, thread))
+        return consumer
+
+    yield make
+    for stop, _thread in running:
+        stop.set()
+    for _stop, thread in running:
+        thread.join(timeout=5)
+        assert not thread.is_alive(), "a consumer thread did not stop"
+
+
+@pytest.fixture
+def cli(redis_server, key_prefix, tmp_path):
+    """The consumer's CLI as a subprocess; killed at teardown."""
+    procs = []
+
+    def start(env, name, *extra):
+        log = open(tmp_path / ("%s-%d.log" % (name, len(procs))), "w")
+        args = [sys.executable, str(STANDIN / "consumer.py"), "--redis-url", redis_server.url, "--environment", env,
+                "--key-prefix", key_prefix, "--consumer-name", name, "--heartbeat-seconds", "1",
+                "--block-ms", "100", "--duration", "60", *extra]
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        procs.append((proc, log))
+        return proc
+
+    yield start
+    for proc, log in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+        log.close()
+
+
+# ------------------------------------------------------------------------------------------ order
+
+
+def test_start_order_across_environments_with_replicas(rclient, keys, plane, make_consumer):
+    """Two consumers for env a, one for env b: every app starts in its list's order, once per env."""
+    order_key = keys.prefix + "test:order"
+    for env, name in (("a", "a1"), ("a", "a2"), ("b", "b1")):
+        make_consumer(env, name, Recorder(rclient, order_key, env, seconds=0.1), run=True)
+    wanted = {"crm": ["a", "b"], "erp": ["a", "b"], "hr": ["b", "a"]}
+    request_ids = {}
+    for app, envs in wanted.items():
+        put_app(rclient, keys, app, envs)
+        result = plane.enqueue(app, "start", environments=envs)
+        assert result["enqueued"] == envs
+        request_ids[app] = result["request_id"]
+
+    def all_running():
+        return all((status_of(rclient, keys, app, env) or {}).get("status") == "running"
+                   for app, envs in wanted.items() for env in envs)
+
+    wait_for(all_running, timeout=15, what="every app running in every environment")
+    events = rclient.lrange(order_key, 0, -1)
+    for app, (first, second) in wanted.items():
+        assert events.count("%s:%s:start:begin" % (first, app)) == 1, events
+        assert events.count("%s:%s:start:begin" % (second, app)) == 1, events
+        # The later environment began only after the earlier one had finished starting.
+        assert events.index("%s:%s:start:end" % (first, app)) < events.index("%s:%s:start:begin" % (second, app))
+        for env in (first, second):
+            status = status_of(rclient, keys, app, env)
+            assert status["requestId"] == request_ids[app]
+            assert set(status) == {"message", "requestId", "status", "updatedAt"}
+            assert rclient.zscore(keys.processed(env), request_ids[app]) is not None
+    assert_nothing_pending(rclient, keys, ["a", "b"], wanted)
+    # Registration and heartbeats of both environments.
+    envs = rclient.hgetall(keys.environments)
+    assert json.loads(envs["a"]) == {"name": "a", "url": "http://a.test"}
+    assert set(rclient.hgetall(keys.heartbeats)) == {"a", "b"}
+
+
+def test_an_old_stopped_status_does_not_let_a_later_environment_go_first(rclient, keys, plane, make_consumer):
+    """After stop [a, b], a new start [a, b] still starts a before b."""
+    order_key = keys.prefix + "test:order"
+    put_app(rclient, keys, "crm", ["a", "b"])
+    for env in ("a", "b"):
+        rclient.hset(keys.status("crm"), env, json.dumps({"status": "stopped", "requestId": "old", "updatedAt": 1}))
+    # b's worker is up first; a's only joins (and beats) a moment later.
+    make_consumer("b", "b1", Recorder(rclient, order_key, "b"), run=True)
+    rclient.hset(keys.heartbeats, "a", now_ms())
+    plane.enqueue("crm", "start", environments=["a", "b"])
+    time.sleep(0.5)
+    assert rclient.lrange(order_key, 0, -1) == []  # b waits for a, whose status is only an old `stopped`
+    make_consumer("a", "a1", Recorder(rclient, order_key, "a", seconds=0.1), run=True)
+    wait_for(lambda: (status_of(rclient, keys, "crm", "b") or {}).get("status") == "running", what="crm running in b")
+    events = rclient.lrange(order_key, 0, -1)
+    assert events.index("a:crm:start:end") < events.index("b:crm:start:begin"), events
+
+
+def test_replicas_of_one_environment_share_the_stream(rclient, keys, plane, make_consumer):
+    """Two consumers of the same environment: every start is carried out exactly once."""
+    order_key = keys.prefix + "test:order"
+    make_consumer("a", "a1", Recorder(rclient, order_key, "a", seconds=0.02), run=True)
+    make_consumer("a", "a2", Recorder(rclient, order_key, "a", seconds=0.02), run=True)
+    apps = ["app%d" % i for i in range(12)]
+    for app in apps:
+        put_app(rclient, keys, app, ["a"])
+        plane.enqueue(app, "start", environments=["a"])
+    wait_for(lambda: all((status_of(rclient, keys, app, "a") or {}).get("status") == "running" for app in apps),
+             timeout=15, what="all apps running")
+    events = rclient.lrange(order_key, 0, -1)
+    for app in apps:
+        assert events.count("a:%s:start:end" % app) == 1, events
+    assert_nothing_pending(rclient, keys, ["a"], apps)
+    assert rclient.zcard(keys.processed("a")) == len(apps)
+
+
+def test_unavailable_earlier_environment_does_not_block(rclient, keys, plane, make_consumer):
+    """Step 3: a fresh earlier env blocks (entry deferred and kept touched); a stale or absent one does not."""
+    calls = []
+    b = make_consumer("b", "b1", lambda app, action, payload: calls.append((app, action)))
+    b.start()
+    put_app(rclient, keys, "crm", ["a", "b"])
+    put_app(rclient, keys, "erp", ["x", "b"])
+    put_app(rclient, keys, "hr", ["y", "b"])
+    rclient.hset(keys.heartbeats, mapping={"a": now_ms(), "y": now_ms() - 400_000})  # x never beat
+    for app, envs in (("crm", ["a", "b"]), ("erp", ["x", "b"]), ("hr", ["y", "b"])):
+        plane.enqueue(app, "start", environments=envs)
+    b.drain(timeout=5)
+    assert sorted(calls) == [("erp", "start"), ("hr", "start")]
+    assert status_of(rclient, keys, "crm", "b") is None
+    assert len(b.deferred) == 1
+    # While it waits, the deferred entry is touched: its idle time stays under the reclaim time.
+    deadline = time.monotonic() + 1.5 * RECLAIM_IDLE_MS / 1000.0
+    while time.monotonic() < deadline:
+        b.step(block_ms=50)
+    (entry,) = rclient.xpending_range(keys.commands("b"), CONSUMER_GROUP, "-", "+", 10)
+    assert entry["consumer"] == "b1" and entry["time_since_delivered"] < RECLAIM_IDLE_MS
+    # The earlier environment is done: b goes ahead.
+    rclient.hset(keys.status("crm"), "a", standin_consumer.status_record("running", "elsewhere"))
+    b.drain(timeout=5)
+    assert ("crm", "start") in calls
+    assert status_of(rclient, keys, "crm", "b")["status"] == "running"
+    assert_nothing_pending(rclient, keys, ["b"], ["crm", "erp", "hr"])
+
+
+def test_entries_of_one_app_keep_stream_order_while_deferred(rclient, keys, plane, make_consumer):
+    """A stop queued behind a waiting start of the same app waits for it instead of overtaking it."""
+    calls = []
+    b = make_consumer("b", "b1", lambda app, action, payload: calls.append(action))
+    b.start()
+    put_app(rclient, keys, "crm", ["a", "b"])
+    rclient.hset(keys.heartbeats, "a", now_ms())  # a is available but nobody consumes its stream
+    plane.enqueue("crm", "start", environments=["a", "b"])
+    plane.enqueue("crm", "stop", environments=["b"], force=True)
+    b.drain(timeout=3)
+    assert calls == [] and len(b.deferred) == 2
+    rclient.hset(keys.status("crm"), "a", standin_consumer.status_record("running", "elsewhere"))
+    b.drain(timeout=5)
+    assert calls == ["start", "stop"]
+    assert status_of(rclient, keys, "crm", "b")["status"] == "stopped"
+    assert_nothing_pending(rclient, keys, ["b"], ["crm"])
+
+
+# ------------------------------------------------------------------------------------------ crash
+
+
+def _start_entry_killed_mid_start(rclient, keys, plane, cli):
+    put_app(rclient, keys, "crm", ["a"])
+    rid = plane.enqueue("crm", "start", environments=["a"])["request_id"]
+    record_key = keys.prefix + "test:done"
+    victim = cli("a", "victim", "--start-delay", "30", "--lock-ttl-ms", str(LOCK_TTL_MS),
+                 "--reclaim-idle-ms", str(RECLAIM_IDLE_MS), "--record-key", record_key)
+    wait_for(lambda: (status_of(rclient, keys, "crm", "a") or {}).get("status") == "initializing",
+             timeout=15, what="the victim to begin the start")
+    assert rclient.exists(keys.lock("crm"))
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
+    (entry,) = rclient.xpending_range(keys.commands("a"), CONSUMER_GROUP, "-", "+", 10)
+    assert entry["consumer"] == "victim"
+    return rid, record_key
+
+
+def test_killed_consumer_entry_is_reclaimed_by_a_replica(rclient, keys, plane, cli, make_consumer):
+    """SIGKILL mid-start: a replica reclaims the entry after the idle time and completes it exactly once."""
+    rid, record_key = _start_entry_killed_mid_start(rclient, keys, plane, cli)
+    killed_at = time.monotonic()
+    make_consumer("a", "survivor", run=True, on_action=lambda app, action, payload: rclient.rpush(
+        record_key, json.dumps({"app": app, "action": action, "consumer": "survivor"})))
+    wait_for(lambda: (status_of(rclient, keys, "crm", "a") or {}).get("status") == "running",
+             timeout=15, what="the survivor to finish the start")
+    # Reclaimed only once idle: the victim last touched the entry at most a third of the idle time before
+    # it died.
+    assert time.monotonic() - killed_at >= RECLAIM_IDLE_MS / 1000.0 * 0.5
+    done = [json.loads(x) for x in rclient.lrange(record_key, 0, -1)]
+    assert done == [{"app": "crm", "action": "start", "consumer": "survivor"}]
+    assert status_of(rclient, keys, "crm", "a")["requestId"] == rid
+    assert rclient.zscore(keys.processed("a"), rid) is not None
+    assert_nothing_pending(rclient, keys, ["a"], ["crm"])
+
+
+def test_restarted_consumer_finishes_its_own_history(rclient, keys, plane, cli):
+    """SIGKILL mid-start, then the same consumer name again: own history first, lock waited out, once."""
+    rid, record_key = _start_entry_killed_mid_start(rclient, keys, plane, cli)
+    # A reclaim idle far beyond the test: only the own-history read can pick the entry up.
+    again = cli("a", "victim", "--lock-ttl-ms", str(LOCK_TTL_MS), "--reclaim-idle-ms", "600000",
+                "--record-key", record_key)
+    wait_for(lambda: (status_of(rclient, keys, "crm", "a") or {}).get("status") == "running",
+             timeout=15, what="the restarted consumer to finish the start")
+    done = [json.loads(x) for x in rclient.lrange(record_key, 0, -1)]
+    assert [(d["app"], d["action"], d["consumer"]) for d in done] == [("crm", "start", "victim")]
+    assert status_of(rclient, keys, "crm", "a")["requestId"] == rid
+    assert_nothing_pending(rclient, keys, ["a"], ["crm"])
+    again.terminate()
+    assert again.wait(timeout=5) == 0
+
+
+def test_long_start_keeps_lock_and_entry_alive(rclient, keys, plane, make_consumer):
+    """A start longer than the lock TTL and the reclaim time: the lock is extended, no replica steals it."""
+    order_key = keys.prefix + "test:order"
+    make_consumer("a", "slow", Recorder(rclient, order_key, "a"), run=True, start_delay=1.5,
+                  lock_ttl_ms=600, reclaim_idle_ms=600)
+    put_app(rclient, keys, "crm", ["a"])
+    plane.enqueue("crm", "start", environments=["a"])
+    wait_for(lambda: (status_of(rclient, keys, "crm", "a") or {}).get("status") == "initializing",
+             timeout=10, what="the start to begin")
+    make_consumer("a", "thief", Recorder(rclient, order_key, "a"), run=True, lock_ttl_ms=600, reclaim_idle_ms=600)
+    for _ in range(500):
+        # Lock first, then status: the lock is released only after the final status is written.
+        locked = rclient.exists(keys.lock("crm"))
+        if (status_of(rclient, keys, "crm", "a") or {}).get("status") != "initializing":
+            break
+        assert locked, "the lock lapsed during a long start"
+        time.sleep(0.02)
+    assert status_of(rclient, keys, "crm", "a")["status"] == "running"
+    assert rclient.lrange(order_key, 0, -1) == ["a:crm:start:begin", "a:crm:start:end"]
+    assert_nothing_pending(rclient, keys, ["a"], ["crm"])
+
+
+# ------------------------------------------------------------------------------------------ dedup
+
+
+def test_duplicate_delivery_is_carried_out_once(rclient, keys, plane, make_consumer):
+    """The same requestId delivered twice (before and after completion): one start; pending cleared."""
+    calls = []
+    a = make_consumer("a", "a1", lambda app, action, payload: calls.append((app, action)))
+    put_app(rclient, keys, "crm", ["a"])
+    result = plane.enqueue("crm", "start", environments=["a"], request_id="deploy-42")
+    rid = result["request_id"]
+    assert rid == "deploy-42"
+    assert plane.enqueue("crm", "start", environments=["a"], request_id="deploy-42")["duplicate"] is True
+    (entry_id, fields), = rclient.xrange(keys.commands("a"))
+
+    def redeliver():  # what a producer retrying after a lost reply would leave behind
+        rclient.xadd(keys.commands("a"), fields)
+        rclient.hset(keys.pending("a"), pending_field("crm", "start"), rid)
+
+    redeliver()
+    assert a.drain(timeout=5) == 1
+    assert calls == [("crm", "start")]
+    assert_nothing_pending(rclient, keys, ["a"], ["crm"])
+    redeliver()
+    a.drain(timeout=5)
+    assert calls == [("crm", "start")]
+    assert_nothing_pending(rclient, keys, ["a"], ["crm"])
+    assert status_of(rclient, keys, "crm", "a")["status"] == "running"
+    assert rclient.xlen(keys.commands("a")) == 3
+    # The same for an action that takes no lock.
+    stop_rid = plane.enqueue("crm", "stop", environments=["a"])["request_id"]
+    a.drain(timeout=5)
+    (_stop_id, stop_fields), = rclient.xrange(keys.commands("a"), min="(" + entry_id)[-1:]
+    assert stop_fields["requestId"] == stop_rid
+    rclient.xadd(keys.commands("a"), stop_fields)
+    rclient.hset(keys.pending("a"), pending_field("crm", "stop"), stop_rid)
+    a.drain(timeout=5)
+    assert calls == [("crm", "start"), ("crm", "stop")]
+    assert status_of(rclient, keys, "crm", "a")["requestId"] == stop_rid
+    assert_nothing_pending(rclient, keys, ["a"], ["crm"])
+
+
+# ------------------------------------------------------------------------------------------ statuses
+
+
+def test_unknown_app_is_not_found(rclient, keys, plane, make_consumer):
+    calls = []
+    a = make_consumer("a", "a1", lambda *args: calls.append(args))
+    rid = plane.enqueue("ghost", "start", environments=["a"])["request_id"]
+    a.drain(timeout=5)
+    status = status_of(rclient, keys, "ghost", "a")
+    assert status["status"] == "not_found" and status["requestId"] == rid and "ghost" in status["message"]
+    assert calls == []
+    assert_nothing_pending(rclient, keys, ["a"], ["ghost"])
+
+
+def test_create_start_stop_remove_statuses(rclient, keys, plane, make_consumer):
+    calls = []
+    a = make_consumer("a", "a1", lambda app, action, payload: calls.append((action, payload)))
+    put_app(rclient, keys, "crm", ["a"])
+    steps = [("create", "initialized"), ("start", "running"), ("stop", "stopped"), ("remove", None)]
+    for action, wanted in steps:
+        result = plane.enqueue("crm", action, environments=["a"], payload={"step": action})
+        assert result["enqueued"] == ["a"], result
+        a.drain(timeout=5)
+        status = status_of(rclient, keys, "crm", "a")
+        if wanted is None:
+            assert status is None
+            assert not rclient.hexists(keys.status("crm"), "a")
+        else:
+            assert status["status"] == wanted and status["requestId"] == result["request_id"]
+            assert status["message"] == ""
+        # The status record is protocol JSON: compact, keys sorted.
+        raw = rclient.hget(keys.status("crm"), "a")
+        assert raw is None or raw == json.dumps(json.loads(raw), separators=(",", ":"), sort_keys=True)
+    assert calls == [(action, {"step": action}) for action, _ in steps]
+    assert_nothing_pending(rclient, keys, ["a"], ["crm"])
+    assert rclient.zcard(keys.processed("a")) == 4
+
+
+def test_failed_start_reports_error_and_releases_everything(rclient, keys, plane, make_consumer):
+    a = make_consumer("a", "a1", Recorder(rclient, keys.prefix + "x", "a", fail=("start",)))
+    put_app(rclient, keys, "crm", ["a"])
+    plane.enqueue("crm", "start", environments=["a"])
+    a.drain(timeout=5)
+    status = status_of(rclient, keys, "crm", "a")
+    assert status["status"] == "error" and "simulated start failure" in status["message"]
+    assert_nothing_pending(rclient, keys, ["a"], ["crm"])
+
+
+def test_processed_set_is_trimmed(rclient, keys, plane, make_consumer):
+    a = make_consumer("a", "a1")
+    rclient.zadd(keys.processed("a"), {"ancient": now_ms() - 8 * 24 * 3600 * 1000, "recent": now_ms() - 1000})
+    put_app(rclient, keys, "crm", ["a"])
+    rid = plane.enqueue("crm", "start", environments=["a"])["request_id"]
+    a.drain(timeout=5)
+    assert set(rclient.zrange(keys.processed("a"), 0, -1)) == {"recent", rid}
+
+
+# ------------------------------------------------------------------------------------------ schema
+
+
+@pytest.mark.parametrize("stored", ["2", "not-a-number"])
+def test_newer_or_garbled_schema_is_refused(rclient, keys, make_consumer, stored):
+    rclient.set(keys.schema, stored)
+    consumer = make_consumer("a", "a1")
+    with pytest.raises(standin_consumer.SchemaError):
+        consumer.start()
+    assert not rclient.exists(keys.environments, keys.heartbeats, keys.commands("a"))
+
+
+def test_cli_refuses_newer_schema(rclient, keys, cli):
+    rclient.set(keys.schema, "2")
+    proc = cli("a", "a1")
+    assert proc.wait(timeout=15) == 3
+    assert not rclient.exists(keys.environments, keys.commands("a"))
+
+
+def test_consumer_sets_schema_on_an_empty_keyspace(rclient, keys, make_consumer):
+    make_consumer("a", "a1").start()
+    assert rclient.get(keys.schema) == "1"
+    groups = rclient.xinfo_groups(keys.commands("a"))
+    assert [g["name"] for g in groups] == [CONSUMER_GROUP]
+
+
+def test_consumer_survives_its_stream_being_deleted(rclient, keys, plane, make_consumer):
+    """Unregistering deletes the stream under a running consumer; it creates its group again."""
+    calls = []
+    make_consumer("a", "a1", lambda app, action, payload: calls.append(app), run=True)
+    put_app(rclient, keys, "crm", ["a"])
+    rclient.delete(keys.commands("a"))
+    wait_for(lambda: rclient.exists(keys.commands("a")), timeout=5, what="the consumer group again")
+    plane.enqueue("crm", "start", environments=["a"])
+    wait_for(lambda: calls == ["crm"], timeout=5, what="the start")
+    assert_nothing_pending(rclient, keys, ["a"], ["crm"])

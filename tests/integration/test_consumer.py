@@ -473,3 +473,44 @@ def test_consumer_survives_its_stream_being_deleted(rclient, keys, plane, make_c
     plane.enqueue("crm", "start", environments=["a"])
     wait_for(lambda: calls == ["crm"], timeout=5, what="the start")
     assert_nothing_pending(rclient, keys, ["a"], ["crm"])
+
+
+# ------------------------------------------------------------- app_command wait, against real consumers
+
+def test_app_command_waits_for_the_workers(rclient, keys, redis_server, make_consumer):
+    from modules import ModuleFailed, run
+
+    conn = dict(redis_url=redis_server.url, key_prefix=keys.prefix)
+    run("environment", dict(conn, environments=[dict(name="a", url="http://a"), dict(name="b", url="http://b")]))
+    run("app", dict(conn, name="crm", environments=["a", "b"]))
+    for env in ("a", "b"):
+        make_consumer(env, env + "1", Recorder(rclient, keys.prefix + "order", env), run=True)
+
+    started = run("app_command", dict(conn, app="crm", command="start", wait=True, wait_timeout=30))
+    assert {env: status["status"] for env, status in started["statuses"].items()} == {"a": "running", "b": "running"}
+    assert run("app_command", dict(conn, app="crm", command="start", wait=True))["changed"] is False
+
+    stopped = run("app_command", dict(conn, app="crm", command="stop", environments=["b"], wait=True, wait_timeout=30))
+    assert stopped["statuses"]["b"]["status"] == "stopped"
+    removed = run("app_command", dict(conn, app="crm", command="remove", wait=True, wait_timeout=30))
+    assert removed["statuses"] == {"a": None, "b": None}
+
+    # Nobody serves env `nobody`: the wait times out and says what it saw.
+    run("app", dict(conn, name="orphan", environments=["nobody"], require_registered_environments=False))
+    with pytest.raises(ModuleFailed) as failed:
+        run("app_command", dict(conn, app="orphan", command="start", wait=True, wait_timeout=1))
+    assert "did not reach running within wait_timeout=1s" in failed.value.result["msg"]
+    assert "'nobody': None" in failed.value.result["msg"]
+
+
+def test_app_command_wait_fails_on_a_worker_error(rclient, keys, redis_server, make_consumer):
+    from modules import ModuleFailed, run
+
+    conn = dict(redis_url=redis_server.url, key_prefix=keys.prefix)
+    run("environment", dict(conn, name="c", url="http://c"))
+    run("app", dict(conn, name="broken", environments=["c"]))
+    make_consumer("c", "c1", Recorder(rclient, keys.prefix + "order", "c", fail={"start"}), run=True)
+    with pytest.raises(ModuleFailed) as failed:
+        run("app_command", dict(conn, app="broken", command="start", wait=True, wait_timeout=30))
+    assert "app 'broken' failed to start in" in failed.value.result["msg"]
+    assert "simulated start failure" in failed.value.result["msg"]

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Control-plane benchmark: prints figures, asserts nothing.
 
 From one run against a real redis-server on a free 127.0.0.1 port:

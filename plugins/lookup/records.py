@@ -16,19 +16,16 @@ description:
   - Meant for templates, such as the proxy configuration of the C(nocobase.multienv.proxy) role.
   - Runs on the controller, which must reach Redis.
 author:
-  - nocobase.multienv contributors
+  - NocoBase multienv maintainers (@nocobase-multienv)
 extends_documentation_fragment:
   - nocobase.multienv.connection
+  - nocobase.multienv.availability
 options:
   _terms:
     description: V(environments) and/or V(apps). The records of each term are returned in order, concatenated.
     required: true
     type: list
     elements: str
-  stale_after:
-    description: Seconds after its last heartbeat at which an environment counts as unavailable.
-    type: int
-    default: 360
 seealso:
   - module: nocobase.multienv.environment_info
   - module: nocobase.multienv.app_info

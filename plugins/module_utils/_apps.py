@@ -89,7 +89,6 @@ def app_command_argument_spec():
         force=dict(type="bool", default=False),
         wait=dict(type="bool", default=False),
         wait_timeout=dict(type="int", default=600),
-        stale_after=stale_after_spec(),
     )
 
 

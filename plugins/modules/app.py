@@ -20,7 +20,7 @@ description:
   - Removing an app (O(state=absent)) drops its record, its statuses and its start lock. Stop it
     first with M(nocobase.multienv.app_command) if it runs.
 author:
-  - nocobase.multienv contributors
+  - NocoBase multienv maintainers (@nocobase-multienv)
 extends_documentation_fragment:
   - nocobase.multienv.connection
   - nocobase.multienv.connection.ACTIONGROUP

@@ -19,7 +19,7 @@ description:
     The decision and the write are one atomic script, so racing tasks queue one command.
   - With O(request_id), a retried task that already queued its command queues nothing more.
 author:
-  - nocobase.multienv contributors
+  - NocoBase multienv maintainers (@nocobase-multienv)
 extends_documentation_fragment:
   - nocobase.multienv.connection
   - nocobase.multienv.connection.ACTIONGROUP
@@ -71,10 +71,6 @@ options:
     description: Seconds to wait with O(wait). A first start of a NocoBase app can take minutes.
     type: int
     default: 600
-  stale_after:
-    description: Seconds after its last heartbeat at which an environment counts as unavailable.
-    type: int
-    default: 360
 seealso:
   - module: nocobase.multienv.app
   - module: nocobase.multienv.app_info

@@ -15,9 +15,10 @@ description:
     the proxy sends its traffic to.
   - Two Redis round trips, whatever the number of apps.
 author:
-  - nocobase.multienv contributors
+  - NocoBase multienv maintainers (@nocobase-multienv)
 extends_documentation_fragment:
   - nocobase.multienv.connection
+  - nocobase.multienv.availability
   - nocobase.multienv.connection.ACTIONGROUP
   - nocobase.multienv.attributes.INFO_MODULE
 options:
@@ -26,12 +27,6 @@ options:
       - Only these apps. All of them when not set. Names not registered are listed in RV(missing).
     type: list
     elements: str
-  stale_after:
-    description:
-      - Seconds after its last heartbeat at which an environment counts as unavailable; used for
-        RV(apps[].proxyTarget.available).
-    type: int
-    default: 360
 seealso:
   - module: nocobase.multienv.app
   - module: nocobase.multienv.app_command

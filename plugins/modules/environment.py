@@ -19,7 +19,7 @@ description:
     does not make the task report a change.
   - Unregistering (O(state=absent)) also drops the environment's heartbeat and its command queue.
 author:
-  - nocobase.multienv contributors
+  - NocoBase multienv maintainers (@nocobase-multienv)
 extends_documentation_fragment:
   - nocobase.multienv.connection
   - nocobase.multienv.connection.ACTIONGROUP

@@ -16,9 +16,10 @@ description:
     This is derived on every read and never stored.
   - One Redis round trip, whatever the number of environments.
 author:
-  - nocobase.multienv contributors
+  - NocoBase multienv maintainers (@nocobase-multienv)
 extends_documentation_fragment:
   - nocobase.multienv.connection
+  - nocobase.multienv.availability
   - nocobase.multienv.connection.ACTIONGROUP
   - nocobase.multienv.attributes.INFO_MODULE
 options:
@@ -28,12 +29,6 @@ options:
       - Names that are not registered are listed in RV(missing).
     type: list
     elements: str
-  stale_after:
-    description:
-      - Seconds after the last heartbeat at which an environment counts as unavailable.
-      - NocoBase beats every 120 seconds; the default tolerates three missed beats.
-    type: int
-    default: 360
 seealso:
   - module: nocobase.multienv.environment
   - plugin: nocobase.multienv.records

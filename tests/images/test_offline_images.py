@@ -72,7 +72,7 @@ def wait_for(what, predicate, timeout=READY_TIMEOUT, interval=0.25):
 def published_port(container, container_port):
     out = docker("port", container, f"{container_port}/tcp").stdout
     for line in out.splitlines():
-        host, _, port = line.strip().rpartition(":")
+        host, _sep, port = line.strip().rpartition(":")
         if host == "127.0.0.1":
             return int(port)
     raise AssertionError(f"{container}:{container_port} not published on 127.0.0.1: {out!r}")

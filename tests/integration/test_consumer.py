@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import put_app, wait_for
 
 from ansible_collections.nocobase.multienv.plugins.module_utils._connection import connect
 from ansible_collections.nocobase.multienv.plugins.module_utils._control_plane import ControlPlane
@@ -34,23 +35,6 @@ import consumer as standin_consumer  # noqa: E402
 # Short times so that reclaim and lock expiry happen within a test.
 LOCK_TTL_MS = 1500
 RECLAIM_IDLE_MS = 1000
-
-
-def wait_for(predicate, timeout=10.0, interval=0.02, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
-        time.sleep(interval)
-
-
-def put_app(client, keys, name, environments):
-    client.hset(keys.apps, name, json.dumps({"environments": environments, "name": name,
-                                              "options": {"dbConnType": "new_database"}},
-                                             separators=(",", ":"), sort_keys=True))
 
 
 def status_of(client, keys, app, env):
@@ -327,7 +311,7 @@ def test_long_start_keeps_lock_and_entry_alive(rclient, keys, plane, make_consum
     wait_for(lambda: (status_of(rclient, keys, "crm", "a") or {}).get("status") == "initializing",
              timeout=10, what="the start to begin")
     make_consumer("a", "thief", Recorder(rclient, order_key, "a"), run=True, lock_ttl_ms=600, reclaim_idle_ms=600)
-    for _ in range(500):
+    for _attempt in range(500):
         # Lock first, then status: the lock is released only after the final status is written.
         locked = rclient.exists(keys.lock("crm"))
         if (status_of(rclient, keys, "crm", "a") or {}).get("status") != "initializing":
@@ -413,7 +397,7 @@ def test_create_start_stop_remove_statuses(rclient, keys, plane, make_consumer):
         # The status record is protocol JSON: compact, keys sorted.
         raw = rclient.hget(keys.status("crm"), "a")
         assert raw is None or raw == json.dumps(json.loads(raw), separators=(",", ":"), sort_keys=True)
-    assert calls == [(action, {"step": action}) for action, _ in steps]
+    assert calls == [(action, {"step": action}) for action, _status in steps]
     assert_nothing_pending(rclient, keys, ["a"], ["crm"])
     assert rclient.zcard(keys.processed("a")) == 4
 
@@ -478,7 +462,7 @@ def test_consumer_survives_its_stream_being_deleted(rclient, keys, plane, make_c
 # ------------------------------------------------------------- app_command wait, against real consumers
 
 def test_app_command_waits_for_the_workers(rclient, keys, redis_server, make_consumer):
-    from modules import ModuleFailed, run
+    from helpers import ModuleFailed, run
 
     conn = dict(redis_url=redis_server.url, key_prefix=keys.prefix)
     run("environment", dict(conn, environments=[dict(name="a", url="http://a"), dict(name="b", url="http://b")]))
@@ -504,7 +488,7 @@ def test_app_command_waits_for_the_workers(rclient, keys, redis_server, make_con
 
 
 def test_app_command_wait_fails_on_a_worker_error(rclient, keys, redis_server, make_consumer):
-    from modules import ModuleFailed, run
+    from helpers import ModuleFailed, run
 
     conn = dict(redis_url=redis_server.url, key_prefix=keys.prefix)
     run("environment", dict(conn, name="c", url="http://c"))

@@ -5,7 +5,7 @@ import json
 import multiprocessing
 
 import pytest
-from modules import ModuleFailed, run
+from helpers import ModuleFailed, run
 
 from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import Keyspace, now_ms
 

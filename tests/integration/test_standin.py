@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers import put_app, wait_for
 
 from ansible_collections.nocobase.multienv.plugins.module_utils._connection import connect
 from ansible_collections.nocobase.multienv.plugins.module_utils._control_plane import ControlPlane
@@ -24,17 +25,6 @@ from conftest import free_port
 SERVER = Path(__file__).resolve().parents[1] / "standin" / "server.py"
 AES_KEY = "0123456789abcdef" * 4
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through a proxy
-
-
-def wait_for(predicate, timeout=10.0, interval=0.02, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
-        time.sleep(interval)
 
 
 def http_get(port, path, headers=None):
@@ -126,12 +116,6 @@ def plane(redis_server, key_prefix):
     client = connect({"redis_url": redis_server.url, "connect_timeout": 5})
     yield ControlPlane(client, key_prefix)
     client.close()
-
-
-def put_app(client, keys, name, environments):
-    client.hset(keys.apps, name, json.dumps({"environments": environments, "name": name,
-                                              "options": {"dbConnType": "new_database"}},
-                                             separators=(",", ":"), sort_keys=True))
 
 
 def test_worker_registers_heartbeats_consumes_and_serves(standin, rclient, key_prefix, plane):

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright (c) nocobase.multienv contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -116,7 +115,7 @@ def _fields(raw):
 
 
 def _id_key(entry_id):
-    ms, _, seq = entry_id.partition("-")
+    ms, _sep, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
 
 

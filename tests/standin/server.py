@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright (c) nocobase.multienv contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -200,8 +199,8 @@ class StandIn:
                 return True
             except OSError as exc:
                 if time.monotonic() >= deadline:
-                    self.fail("database %s:%d not reachable after %.0fs: %s" % (s.db_host, s.db_port,
-                                                                              s.db_wait_seconds, exc))
+                    self.fail("database %s:%d not reachable after %.0fs: %s"
+                              % (s.db_host, s.db_port, s.db_wait_seconds, exc))
                     return False
                 LOG.info("waiting for database %s:%d (%s)", s.db_host, s.db_port, exc)
                 self.stop_event.wait(min(1.0, max(0.05, deadline - time.monotonic())))

@@ -81,7 +81,8 @@ def run_app_info_module(module, plane):
 
 def app_command_argument_spec():
     return dict(
-        app=dict(type="str", required=True),
+        app=dict(type="str"),
+        apps=dict(type="list", elements="str"),
         command=dict(type="str", required=True, choices=sorted(COMMAND_OUTCOME)),
         environments=dict(type="list", elements="str"),
         request_id=dict(type="str"),
@@ -106,53 +107,77 @@ def _targets(app_record, requested):
     return [env for env in own if env in requested]
 
 
-def _wait(plane, app, command, targets, timeout):
-    """Poll statuses until every target reached the command's outcome; fail on error or timeout."""
+def _wait(plane, command, targets, timeout):
+    """Poll until every app reached the command's outcome in its targets; fail on error or timeout.
+
+    `targets` is {app: [env, ...]}; returns {app: {env: status record or None}}.
+    """
     wanted = COMMAND_OUTCOME[command]
     deadline = time.monotonic() + timeout
     while True:
-        statuses = plane.read_statuses(app, targets)
-        seen = {env: (value or {}).get("status") for env, value in statuses.items()}
-        failed = {env: statuses[env] for env, status in seen.items() if status == "error"}
+        statuses = plane.read_statuses(targets)
+        seen = {app: {env: (value or {}).get("status") for env, value in envs.items()} for app, envs in statuses.items()}
+        failed = {app: {env: statuses[app][env] for env, status in envs.items() if status == "error"}
+                  for app, envs in seen.items()}
+        failed = {app: envs for app, envs in failed.items() if envs}
         if failed:
-            raise ControlPlaneError("app %r failed to %s in %s" % (app, command, failed))
-        if all(status == wanted for status in seen.values()):
+            raise ControlPlaneError("failed to %s: %s" % (command, "; ".join(
+                "app %r in %s" % (app, envs) for app, envs in sorted(failed.items()))))
+        if all(status == wanted for envs in seen.values() for status in envs.values()):
             return statuses
         if time.monotonic() >= deadline:
-            raise ControlPlaneError(
-                "app %r did not reach %s within wait_timeout=%ss; statuses seen: %s" % (app, wanted or "removed", timeout, seen)
-            )
+            late = {app: envs for app, envs in seen.items() if any(status != wanted for status in envs.values())}
+            raise ControlPlaneError("%s did not reach %s within wait_timeout=%ss; statuses seen: %s" % (
+                ", ".join("app %r" % app for app in sorted(late)), wanted or "removed", timeout,
+                "; ".join("%s %s" % (app, envs) for app, envs in sorted(late.items()))))
         time.sleep(_WAIT_POLL_SECONDS)
 
 
 def run_app_command_module(module, plane):
     params = module.params
-    app, command = params["app"], params["command"]
-    check_app_name(app, "app")
+    single = params["apps"] is None
+    names = [params["app"]] if single else params["apps"]
+    field = "app" if single else "apps"
+    for name in names:
+        check_app_name(name, field)
+    if len(set(names)) != len(names):
+        raise ControlPlaneError("apps lists an app twice")
     if params["request_id"] is not None and not is_request_id(params["request_id"]):
         raise ControlPlaneError("request_id: %r must match ^[A-Za-z0-9_.:-]{1,128}$" % params["request_id"])
-    apps, _environments = plane.read_apps([app])
-    if app not in apps:
-        raise ControlPlaneError("app: %r is not registered (create it with nocobase.multienv.app)" % app)
-    targets = _targets(apps[app], params["environments"])
-    current = apps[app]["status"]
-    outcome = plane.enqueue(
-        app, command, targets, request_id=params["request_id"], payload=params["payload"],
-        force=params["force"], dry_run=module.check_mode,
+    apps, _environments = plane.read_apps(names)
+    missing = [name for name in names if name not in apps]
+    if missing:
+        raise ControlPlaneError("%s: not registered: %s (create them with nocobase.multienv.app)" % (field, ", ".join(missing)))
+    command = params["command"]
+    targets = {name: _targets(apps[name], params["environments"]) for name in names}
+    # One request id per app: the caller's as is for one app, suffixed with the app for many.
+    request_ids = {name: params["request_id"] if single or params["request_id"] is None
+                   else "%s:%s" % (params["request_id"], name) for name in names}
+    outcomes = plane.enqueue_many(
+        [dict(app=name, action=command, environments=targets[name], request_id=request_ids[name],
+              payload=params["payload"], force=params["force"]) for name in names],
+        dry_run=module.check_mode,
     )
-    result = dict(
-        changed=bool(outcome["enqueued"]),
-        request_id=outcome["request_id"],
-        enqueued=outcome["enqueued"],
-        skipped=outcome["skipped"],
-        duplicate=outcome["duplicate"],
-        environments=targets,
-    )
+    results = [dict(outcome, app=name, environments=targets[name]) for name, outcome in zip(names, outcomes)]
+    result = dict(changed=any(entry["enqueued"] for entry in results))
     if module._diff:
-        result["diff"] = dict(
-            before={env: current.get(env, {}).get("status", "absent") for env in outcome["enqueued"]},
-            after={env: "%s queued" % command for env in outcome["enqueued"]},
-        )
+        diff = {name: (
+            {env: apps[name]["status"].get(env, {}).get("status", "absent") for env in entry["enqueued"]},
+            {env: "%s queued" % command for env in entry["enqueued"]},
+        ) for name, entry in zip(names, results) if entry["enqueued"]}
+        if single:
+            before, after = diff.get(names[0], ({}, {}))
+        else:
+            before = {name: pair[0] for name, pair in diff.items()}
+            after = {name: pair[1] for name, pair in diff.items()}
+        result["diff"] = dict(before=before, after=after)
     if params["wait"] and not module.check_mode:
-        result["statuses"] = _wait(plane, app, command, targets, params["wait_timeout"])
+        statuses = _wait(plane, command, targets, params["wait_timeout"])
+        for entry in results:
+            entry["statuses"] = statuses[entry["app"]]
+    if single:
+        result.update(results[0])
+        del result["app"]
+    else:
+        result["results"] = results
     return result

@@ -176,9 +176,12 @@ class ControlPlane:
             "registered": env is not None,
         }
 
-    def read_statuses(self, app, environments):
-        (raw,) = self._read([("HMGET", self.keys.status(app)) + tuple(environments)])
-        return {env: decode(value, "status of %r in %r" % (app, env)) for env, value in zip(environments, raw)}
+    def read_statuses(self, targets):
+        """{app: {env: status record or None}} for {app: [env, ...]}; one round trip."""
+        apps = list(targets)
+        replies = self._read([("HMGET", self.keys.status(app)) + tuple(targets[app]) for app in apps])
+        return {app: {env: decode(value, "status of %r in %r" % (app, env)) for env, value in zip(targets[app], raw)}
+                for app, raw in zip(apps, replies)}
 
     def registered_environments(self):
         (names,) = self._read([("HKEYS", self.keys.environments)])
@@ -267,22 +270,33 @@ class ControlPlane:
 
         Returns {request_id, enqueued: [...], skipped: {env: reason}, duplicate: bool}.
         """
-        caller_supplied = request_id is not None
-        request_id = request_id or uuid.uuid4().hex
-        keys = [self.keys.schema, self.keys.status(app), self.keys.request(request_id)]
-        for env in environments:
-            keys += [self.keys.commands(env), self.keys.pending(env)]
-        args = [PROTOCOL_VERSION, request_id, app, action, json.dumps(list(environments), separators=(",", ":")),
-                encode(payload or {}), now_ms(), int(force), int(dry_run),
-                int(request_ttl), int(caller_supplied)] + list(environments)
-        try:
-            reply = self.client.eval(ENQUEUE_SCRIPT, ENQUEUE_SHA, keys, args)
-        except ReplyError as exc:
-            if "SCHEMA" in str(exc):
-                check_schema_version(str(exc).rsplit("SCHEMA ", 1)[1].split()[0], self.keys.schema)
-            raise
-        if reply[0] == "duplicate":
-            seen = json.loads(reply[1])
-            return dict(request_id=request_id, enqueued=[], skipped={}, duplicate=True,
-                        previously_enqueued=seen.get("environments") or [])
-        return dict(request_id=request_id, enqueued=list(reply[1]), skipped=pairs(reply[2]), duplicate=False)
+        return self.enqueue_many([dict(app=app, action=action, environments=environments, request_id=request_id,
+                                       payload=payload, force=force)], dry_run, request_ttl)[0]
+
+    def enqueue_many(self, commands, dry_run=False, request_ttl=DEFAULT_REQUEST_TTL_SECONDS):
+        """enqueue() for many commands (dicts of its arguments) in one round trip, one script call each."""
+        calls, request_ids = [("SCRIPT", "LOAD", ENQUEUE_SCRIPT)], []
+        for command in commands:
+            environments = list(command["environments"])
+            caller_supplied = command.get("request_id") is not None
+            request_id = command.get("request_id") or uuid.uuid4().hex
+            request_ids.append(request_id)
+            keys = [self.keys.schema, self.keys.status(command["app"]), self.keys.request(request_id)]
+            for env in environments:
+                keys += [self.keys.commands(env), self.keys.pending(env)]
+            args = [PROTOCOL_VERSION, request_id, command["app"], command["action"],
+                    json.dumps(environments, separators=(",", ":")), encode(command.get("payload") or {}), now_ms(),
+                    int(bool(command.get("force"))), int(dry_run), int(request_ttl), int(caller_supplied)] + environments
+            calls.append(("EVALSHA", ENQUEUE_SHA, len(keys)) + tuple(keys) + tuple(args))
+        outcomes = []
+        for request_id, reply in zip(request_ids, self.client.pipeline(calls)[1:]):
+            if isinstance(reply, ReplyError):
+                if "SCHEMA" in str(reply):
+                    check_schema_version(str(reply).rsplit("SCHEMA ", 1)[1].split()[0], self.keys.schema)
+                raise reply
+            if reply[0] == "duplicate":
+                outcomes.append(dict(request_id=request_id, enqueued=[], skipped={}, duplicate=True))
+            else:
+                outcomes.append(dict(request_id=request_id, enqueued=list(reply[1]), skipped=pairs(reply[2]),
+                                     duplicate=False))
+        return outcomes

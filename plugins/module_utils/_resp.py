@@ -134,15 +134,6 @@ class Client:
             raise replies[-1]
         return replies[-1]
 
-    def eval(self, script, sha, keys, args):
-        """EVALSHA, falling back to EVAL the first time the server sees the script."""
-        reply = self.pipeline([("EVALSHA", sha, len(keys)) + tuple(keys) + tuple(args)])[0]
-        if isinstance(reply, ReplyError) and reply.code == "NOSCRIPT":
-            reply = self.pipeline([("EVAL", script, len(keys)) + tuple(keys) + tuple(args)])[0]
-        if isinstance(reply, ReplyError):
-            raise reply
-        return reply
-
 
 def pairs(flat):
     """HGETALL's flat [field, value, ...] reply as a dict."""

@@ -18,6 +18,7 @@ description:
     V(running) for V(start), V(stopped) or never started for V(stop), absent for V(remove).
     The decision and the write are one atomic script, so racing tasks queue one command.
   - With O(request_id), a retried task that already queued its command queues nothing more.
+  - Takes one app (O(app)) or many (O(apps)).
 author:
   - NocoBase multienv maintainers (@nocobase-multienv)
 extends_documentation_fragment:
@@ -31,9 +32,17 @@ attributes:
       - Idempotent by intent as described above. O(force=true) queues the command again where it is not already queued.
 options:
   app:
-    description: The app, as created with M(nocobase.multienv.app).
+    description:
+      - The app, as created with M(nocobase.multienv.app).
+      - Mutually exclusive with O(apps).
     type: str
-    required: true
+  apps:
+    description:
+      - Many apps in one task. The same command goes to each of them, in one Redis round trip
+        whatever their number. With O(request_id), each app's command gets the id C(<request_id>:<app>).
+      - Mutually exclusive with O(app).
+    type: list
+    elements: str
   command:
     description:
       - V(start), V(stop) or V(remove) the app; V(create) asks the workers to prepare it (its
@@ -92,6 +101,13 @@ EXAMPLES = r"""
     environments: [env_b]
   delegate_to: localhost
 
+- name: Start every app of the inventory in one task and wait for all of them
+  nocobase.multienv.app_command:
+    apps: "{{ nocobase_apps | map(attribute='name') }}"
+    command: start
+    wait: true
+  delegate_to: localhost
+
 - name: A start that a retried pipeline job must not queue twice
   nocobase.multienv.app_command:
     app: crm
@@ -103,36 +119,45 @@ EXAMPLES = r"""
 RETURN = r"""
 request_id:
   description: The command's id.
-  returned: always
+  returned: when O(app) is given
   type: str
   sample: 3f0a6c8e4b7d4c4f9d1e2a7b5c6d8e9f
 environments:
   description: The environments the task targeted, in the app's start order.
-  returned: always
+  returned: when O(app) is given
   type: list
   elements: str
   sample: [env_a, env_b]
 enqueued:
   description: The environments the command was queued for (or would be, in check mode).
-  returned: always
+  returned: when O(app) is given
   type: list
   elements: str
   sample: [env_b]
 skipped:
   description: Environments nothing was queued for, with the reason (V(queued), V(running), V(stopped), ...).
-  returned: always
+  returned: when O(app) is given
   type: dict
   sample: {"env_a": "running"}
 duplicate:
   description: Whether O(request_id) had already queued its command, so nothing was queued now.
-  returned: always
+  returned: when O(app) is given
   type: bool
   sample: false
 statuses:
   description: The final status per environment, with O(wait).
-  returned: when O(wait=true) and not in check mode
+  returned: when O(app) is given, O(wait=true) and not in check mode
   type: dict
   sample: {"env_a": {"status": "running", "updatedAt": 1767000000000, "requestId": "3f0a...", "message": ""}}
+results:
+  description:
+    - One entry per app of O(apps), with the keys RV(request_id), RV(environments), RV(enqueued),
+      RV(skipped), RV(duplicate), RV(statuses) described above, and C(app).
+  returned: when O(apps) is given
+  type: list
+  elements: dict
+  sample: [{"app": "crm", "request_id": "deploy-7:crm", "environments": ["env_a"], "enqueued": ["env_a"],
+            "skipped": {}, "duplicate": false}]
 """
 
 from ansible_collections.nocobase.multienv.plugins.module_utils._apps import (
@@ -143,7 +168,12 @@ from ansible_collections.nocobase.multienv.plugins.module_utils._module import r
 
 
 def main():
-    run_module(app_command_argument_spec(), run_app_command_module)
+    run_module(
+        app_command_argument_spec(),
+        run_app_command_module,
+        mutually_exclusive=[("app", "apps")],
+        required_one_of=[("app", "apps")],
+    )
 
 
 if __name__ == "__main__":

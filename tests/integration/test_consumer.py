@@ -496,5 +496,5 @@ def test_app_command_wait_fails_on_a_worker_error(rclient, keys, redis_server, m
     make_consumer("c", "c1", Recorder(rclient, keys.prefix + "order", "c", fail={"start"}), run=True)
     with pytest.raises(ModuleFailed) as failed:
         run("app_command", dict(conn, app="broken", command="start", wait=True, wait_timeout=30))
-    assert "app 'broken' failed to start in" in failed.value.result["msg"]
+    assert "failed to start: app 'broken' in" in failed.value.result["msg"]
     assert "simulated start failure" in failed.value.result["msg"]

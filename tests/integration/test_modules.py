@@ -8,6 +8,7 @@ import pytest
 from helpers import ModuleFailed, run
 
 from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import Keyspace, now_ms
+from ansible_collections.nocobase.multienv.plugins.module_utils._resp import Client
 
 
 @pytest.fixture
@@ -257,7 +258,10 @@ def test_app_command_request_id_makes_a_retry_safe(conn, rclient, keys, crm):
 @pytest.mark.parametrize(
     "args, field",
     [
-        (dict(app="nope", command="start"), "app: 'nope' is not registered"),
+        (dict(app="nope", command="start"), "app: not registered: nope"),
+        (dict(apps=["crm", "nope", "gone"], command="start"), "apps: not registered: nope, gone"),
+        (dict(apps=["crm", "crm"], command="start"), "apps lists an app twice"),
+        (dict(app="crm", apps=["crm"], command="start"), "mutually exclusive"),
         (dict(app="main", command="start"), "app: 'main' is reserved"),
         (dict(app="crm", command="start", environments=["env_c"]), "environments: env_c not among the environments of app 'crm'"),
         (dict(app="crm", command="start", request_id="has space"), "request_id: 'has space'"),
@@ -268,6 +272,26 @@ def test_app_command_bad_input(conn, rclient, key_prefix, crm, args, field):
     before = snapshot(rclient, key_prefix)
     assert field in failure("app_command", dict(conn, **args))
     assert snapshot(rclient, key_prefix) == before
+
+
+def test_app_command_list_form(conn, rclient, key_prefix, keys, crm):
+    run("app", dict(conn, apps=[dict(name="app_%d" % i, environments=["env_b"]) for i in range(30)]))
+    names = ["crm"] + ["app_%d" % i for i in range(30)]
+    rclient.hset(keys.status("app_3"), "env_b", json.dumps({"status": "running", "updatedAt": 1}))
+    args = dict(conn, apps=names, command="start", request_id="deploy-7")
+    before = snapshot(rclient, key_prefix)
+    predicted = run("app_command", args, check=True, diff=True)
+    assert snapshot(rclient, key_prefix) == before
+    applied = run("app_command", args, diff=True)
+    assert applied["changed"] is True and applied["diff"] == predicted["diff"]
+    assert applied["diff"]["after"]["crm"] == {"env_a": "start queued", "env_b": "start queued"}
+    assert "app_3" not in applied["diff"]["after"]
+    by_app = {entry["app"]: entry for entry in applied["results"]}
+    assert by_app["crm"]["request_id"] == "deploy-7:crm"
+    assert by_app["app_3"]["skipped"] == {"env_b": "running"}
+    assert rclient.xlen(keys.commands("env_b")) == 30  # crm and 29 apps; app_3 runs already
+    again = run("app_command", args, diff=True)
+    assert again["changed"] is False and all(entry["duplicate"] for entry in again["results"] if entry["app"] != "app_3")
 
 
 def _race(url, prefix, barrier, results):
@@ -341,14 +365,30 @@ def test_newer_schema_is_refused_and_nothing_written(conn, rclient, key_prefix, 
     assert snapshot(rclient, key_prefix) == before
 
 
-def test_list_form_costs_a_fixed_number_of_commands(conn, rclient):
-    """Round trips do not grow with the list: count the commands Redis processed."""
+def count_round_trips(monkeypatch, task):
+    """Run `task` counting the module's round trips to Redis (each pipeline is one)."""
+    trips = []
+    send = Client.pipeline
+
+    def counted(self, commands):
+        trips.append(len(commands))
+        return send(self, commands)
+
+    monkeypatch.setattr(Client, "pipeline", counted)
+    task()
+    monkeypatch.setattr(Client, "pipeline", send)
+    return len(trips)
+
+
+@pytest.mark.parametrize("module, items", [
+    ("environment", lambda n, o: dict(environments=[dict(name="env_%d" % (o + i), url="http://w") for i in range(n)])),
+    ("app", lambda n, o: dict(apps=[dict(name="app_%d" % (o + i), environments=["env_a"]) for i in range(n)])),
+    ("app_command", lambda n, o: dict(apps=["app_%d" % (o + i) for i in range(n)], command="start")),
+    ("app_info", lambda n, o: dict(names=["app_%d" % (o + i) for i in range(n)])),
+])
+def test_list_forms_cost_a_fixed_number_of_round_trips(conn, monkeypatch, module, items):
     run("environment", dict(conn, name="env_a", url="http://a"))
-
-    def commands_for(count, offset):
-        apps = [dict(name="app_%d" % (offset + i), environments=["env_a"]) for i in range(count)]
-        start = int(rclient.info("stats")["total_commands_processed"])
-        run("app", dict(conn, apps=apps))
-        return int(rclient.info("stats")["total_commands_processed"]) - start
-
-    assert commands_for(5, 0) == commands_for(500, 1000)
+    run("app", dict(conn, apps=[dict(name="app_%d" % i, environments=["env_a"]) for i in range(1600)]))
+    small = count_round_trips(monkeypatch, lambda: run(module, dict(conn, **items(5, 0))))
+    large = count_round_trips(monkeypatch, lambda: run(module, dict(conn, **items(500, 1000))))
+    assert small == large <= 6

@@ -35,13 +35,13 @@ def test_watch_conflict_aborts_the_transaction(client, redis_server, key_prefix)
     assert client.transaction([("SET", key, "mine"), ("GET", key)]) == ["OK", "mine"]
 
 
-def test_script_falls_back_to_eval_once(client, redis_server, key_prefix):
+def test_script_load_and_evalsha_in_one_pipeline(client, redis_server, key_prefix):
+    """How the producer calls its script: no NOSCRIPT round trip, even on a server that never saw it."""
     redis_server.client().script_flush()
     script = "return redis.call('SET', KEYS[1], ARGV[1])"
-
     sha = hashlib.sha1(script.encode()).hexdigest()
-    assert client.eval(script, sha, [key_prefix + "s"], ["v"]) == "OK"
-    assert redis_server.client().script_exists(sha) == [True]
+    assert client.pipeline([("SCRIPT", "LOAD", script), ("EVALSHA", sha, 1, key_prefix + "s", "v")]) == [sha, "OK"]
+    assert redis_server.client().get(key_prefix + "s") == "v"
 
 
 def test_wrong_password_and_unreachable(redis_server):

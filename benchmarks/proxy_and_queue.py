@@ -1,0 +1,227 @@
+"""Proxy and start-queue benchmark: prints figures, asserts nothing.
+
+From one run against a real redis-server on a free 127.0.0.1 port:
+  1. proxy config rendering (lookup nocobase.multienv.records + the proxy role's template through
+     ansible.builtin.template) for 10, 1,000 and 10,000 apps: time and bytes of config, with
+     `nginx -t` on the largest file when an nginx binary or the offline nginx image is at hand;
+  2. start-queue throughput: 1,000 starts enqueued by one nocobase.multienv.app_command task
+     (list form), drained by two NocoBase stand-ins (tests/standin/server.py, one per environment):
+     enqueue time, drain time, starts per second.
+
+Usage: .venv/bin/python benchmarks/proxy_and_queue.py [--sizes 10,1000,10000] [--starts 1000]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+from conftest import COLLECTIONS_PATH, RedisServer, free_port  # noqa: E402  (also links the collection)
+
+from ansible_collections.nocobase.multienv.plugins.module_utils._connection import connect  # noqa: E402
+from ansible_collections.nocobase.multienv.plugins.module_utils._control_plane import ControlPlane  # noqa: E402
+from ansible_collections.nocobase.multienv.plugins.module_utils._records import encode  # noqa: E402
+
+RENDER = """
+- name: Render the proxy config
+  hosts: localhost
+  gather_facts: false
+  vars:
+    proxy_platform: bench
+    proxy_supervisor_url: http://bench-supervisor:80
+    proxy_container_port: 80
+    proxy_resolver: 127.0.0.11
+    proxy_client_max_body_size: 100m
+    proxy_read_timeout: 600s
+  tasks:
+    - name: Mark start
+      ansible.builtin.set_fact:
+        t0: "{{ now().timestamp() }}"
+    - name: Render from the records in Redis
+      ansible.builtin.template:
+        src: "{{ template }}"
+        dest: "{{ out }}"
+        mode: "0644"
+      vars:
+        __proxy_apps: "{{ query('nocobase.multienv.records', 'apps', redis_url=url, key_prefix=prefix) }}"
+    - name: Report
+      ansible.builtin.copy:
+        dest: "{{ out }}.seconds"
+        content: "{{ now().timestamp() - t0 | float }}"
+        mode: "0644"
+"""
+
+QUEUE = """
+- name: Enqueue starts
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Mark start
+      ansible.builtin.set_fact:
+        t0: "{{ now().timestamp() }}"
+    - name: One task, every start
+      nocobase.multienv.app_command:
+        redis_url: "{{ url }}"
+        key_prefix: "{{ prefix }}"
+        apps: "{{ names }}"
+        command: start
+    - name: Report
+      ansible.builtin.copy:
+        dest: "{{ out }}"
+        content: "{{ [t0 | float, now().timestamp()] | to_json }}"
+        mode: "0644"
+"""
+
+
+def playbook(work, text, extra):
+    path = work / "play.yml"
+    path.write_text(text)
+    (work / "vars.json").write_text(json.dumps(dict(extra, ansible_python_interpreter=sys.executable)))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_PATH, ANSIBLE_NOCOLOR="1",
+               ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false")
+    subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,", "-c", "local",
+                    str(path), "-e", "@" + str(work / "vars.json")], env=env, check=True,
+                   stdout=subprocess.DEVNULL, timeout=1800)
+
+
+def load_apps(plane, prefix, count):
+    """Environments and apps straight into Redis; what is timed is the rendering, not this."""
+    client = plane.client
+    client.pipeline([("DEL", plane.keys.apps)])
+    client.pipeline([("HSET", plane.keys.environments, "env_a", encode({"name": "env_a", "url": "http://w-a:80"}),
+                      "env_b", encode({"name": "env_b", "url": "http://w-b:80"})),
+                     ("HSET", plane.keys.heartbeats, "env_a", int(time.time() * 1000))])
+    batch = []
+    for index in range(count):
+        name = "app_%d" % index
+        batch += [name, encode({"name": name, "environments": ["env_a" if index % 2 else "env_b"]})]
+        if len(batch) >= 2000:
+            client.pipeline([("HSET", plane.keys.apps) + tuple(batch)])
+            batch = []
+    if batch:
+        client.pipeline([("HSET", plane.keys.apps) + tuple(batch)])
+
+
+def nginx_check(path):
+    """`nginx -t` on the rendered file, with the local nginx or the offline nginx image."""
+    wrapper = "events {}\nhttp {\n include %s;\n}\n"
+    if shutil.which("nginx"):
+        conf = Path(path).with_suffix(".test.conf")
+        conf.write_text(wrapper % path)
+        return subprocess.run(["nginx", "-t", "-c", str(conf)], capture_output=True, text=True, check=False)
+    if shutil.which("docker") and not subprocess.run(["docker", "image", "inspect", "nocobase-multienv/nginx:offline"],
+                                                       capture_output=True, check=False).returncode:
+        return subprocess.run(["docker", "run", "--rm", "--network", "none", "-v", "%s:/etc/nginx/conf.d/default.conf:ro" % path,
+                               "nocobase-multienv/nginx:offline", "nginx", "-t"], capture_output=True, text=True,
+                              check=False, timeout=120)
+    return None
+
+
+def bench_render(server, sizes):
+    plane = ControlPlane(connect({"redis_url": server.url, "connect_timeout": 10}), "render:")
+    print("proxy config rendering (lookup + template, through ansible-playbook):")
+    largest = None
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        for size in sizes:
+            load_apps(plane, "render:", size)
+            out = work / ("apps-%d.conf" % size)
+            playbook(work, RENDER, dict(template=str(REPO / "roles/proxy/templates/nocobase-proxy.conf.j2"),
+                                        out=str(out), url=server.url, prefix="render:"))
+            seconds = float(Path(str(out) + ".seconds").read_text())
+            print("  %6d apps: %7.2f s, %9d bytes of config" % (size, seconds, out.stat().st_size))
+            largest = out
+        checked = nginx_check(str(largest))
+        if checked is None:
+            print("  nginx -t: no nginx binary or image at hand, not checked")
+        else:
+            print("  nginx -t on the largest: %s" % ("ok" if checked.returncode == 0 else checked.stderr.strip()[-300:]))
+    plane.client.close()
+
+
+def bench_queue(server, starts):
+    prefix = "queue:"
+    plane = ControlPlane(connect({"redis_url": server.url, "connect_timeout": 10}), prefix)
+    names = ["app_%d" % index for index in range(starts)]
+    apps = [encode({"name": name, "environments": ["env_a" if index % 2 else "env_b"]}) for index, name in enumerate(names)]
+    plane.client.pipeline([("HSET", plane.keys.apps) + tuple(item for pair in zip(names, apps) for item in pair)])
+    standins = []
+    for env in ("env_a", "env_b"):
+        port = free_port()
+        env_vars = dict(os.environ, APP_MODE="worker", APP_DISCOVERY_ADAPTER="remote", APP_PROCESS_ADAPTER="local",
+                        APP_COMMAND_ADAPTER="redis", APP_SUPERVISOR_REDIS_URL=server.url, APP_COMMAND_REDIS_URL=server.url,
+                        ENVIRONMENT_NAME=env, ENVIRONMENT_URL="http://127.0.0.1:%d" % port, STANDIN_PORTS=str(port),
+                        STANDIN_KEY_PREFIX=prefix, STANDIN_STARTUP_SECONDS="0", STANDIN_HEARTBEAT_SECONDS="2",
+                        STANDIN_LOG_LEVEL="WARNING")
+        standins.append(subprocess.Popen([sys.executable, str(REPO / "tests/standin/server.py")], env=env_vars,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    try:
+        deadline = time.monotonic() + 60
+        while plane.client.execute("HLEN", plane.keys.heartbeats) < 2:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the stand-ins did not register")
+            time.sleep(0.1)
+        targets = {name: ["env_a" if index % 2 else "env_b"] for index, name in enumerate(names)}
+        done = {}
+
+        def watch():
+            """Poll (bounded) until every start runs, from before the enqueue task begins."""
+            poller = ControlPlane(connect({"redis_url": server.url, "connect_timeout": 10}), prefix)
+            deadline = time.monotonic() + 900
+            while time.monotonic() < deadline:
+                statuses = poller.read_statuses(targets)
+                done["running"] = sum(1 for envs in statuses.values() for value in envs.values()
+                                      if value and value["status"] == "running")
+                if done["running"] == starts:
+                    done["at"] = time.time()
+                    break
+                time.sleep(0.02)
+            poller.client.close()
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        with tempfile.TemporaryDirectory() as work:
+            work = Path(work)
+            playbook(work, QUEUE, dict(url=server.url, prefix=prefix, names=names, out=str(work / "times")))
+            task_start, task_end = json.loads((work / "times").read_text())
+        watcher.join(timeout=900)
+        running = done.get("running", 0)
+        enqueue = task_end - task_start
+        drain = done.get("at", time.time()) - task_start
+    finally:
+        for process in standins:
+            process.terminate()
+        for process in standins:
+            process.wait(timeout=10)
+        plane.client.close()
+    print("start queue (%d starts, two stand-ins):" % starts)
+    print("  enqueue, one task:  %7.2f s" % enqueue)
+    print("  drain:              %7.2f s  from the task's start to the last start running (%d of %d)"
+          % (drain, running, starts))
+    print("  throughput:         %7.1f starts/s" % (running / drain if drain else 0))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10,1000,10000")
+    parser.add_argument("--starts", type=int, default=1000)
+    options = parser.parse_args()
+    server = RedisServer(password="bench")
+    try:
+        bench_render(server, [int(size) for size in options.sizes.split(",")])
+        bench_queue(server, options.starts)
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -2,17 +2,18 @@
 .PHONY: deploy test teardown offline-images lint sanity molecule bench setup
 
 IMAGES ?= official
+INVENTORY ?= inventories/$(if $(filter offline,$(IMAGES)),offline,local)
+ARGS ?=
 
-deploy:            ## deploy the platform (IMAGES=offline: locally built images, no registry needed)
-	bash tools/deploy.sh $(if $(filter offline,$(IMAGES)),offline)
+deploy:            ## deploy the platform (IMAGES=offline: locally built images; INVENTORY=dir; ARGS=ansible-playbook options)
+	bash tools/deploy.sh $(INVENTORY) $(if $(filter offline,$(IMAGES)),--offline-images) $(ARGS)
 
 test:              ## the whole test suite
 	bash tools/test.sh
 
 teardown:          ## remove the platform's containers and network (VOLUMES=true: its data too)
 	bash tools/setup.sh
-	.venv/bin/ansible-playbook -i inventories/$(if $(filter offline,$(IMAGES)),offline,local) playbooks/teardown.yml \
-	  -e nocobase_teardown_volumes=$(or $(VOLUMES),false)
+	.venv/bin/ansible-playbook -i $(INVENTORY) playbooks/teardown.yml -e nocobase_teardown_volumes=$(or $(VOLUMES),false) $(ARGS)
 
 setup:
 	bash tools/setup.sh
@@ -35,3 +36,5 @@ molecule:
 bench:             ## benchmarks (they print figures; nothing is asserted)
 	bash tools/setup.sh --offline-images
 	.venv/bin/python benchmarks/control_plane.py
+	.venv/bin/python benchmarks/proxy_and_queue.py
+	.venv/bin/python benchmarks/provision.py

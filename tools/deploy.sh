@@ -1,16 +1,15 @@
 #!/usr/bin/env bash
-# Deploy the whole platform: `tools/deploy.sh` with the official images (inventories/local),
-# `tools/deploy.sh offline` with locally built images (inventories/offline) where no registry is
-# reachable. Extra arguments go to ansible-playbook.
+# Deploy the whole platform: tools/deploy.sh INVENTORY [--offline-images] [ansible-playbook options].
+# --offline-images builds the local images first (inventories/offline and copies of it use them).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
-inventory=local
-if [ "${1:-}" = "offline" ]; then
-  inventory=offline
+inventory=${1:?usage: tools/deploy.sh INVENTORY [--offline-images] [ansible-playbook options]}
+shift
+if [ "${1:-}" = "--offline-images" ]; then
   shift
   bash tools/setup.sh --offline-images
 else
   bash tools/setup.sh
 fi
-exec .venv/bin/ansible-playbook -i "inventories/$inventory" playbooks/site.yml "$@"
+exec .venv/bin/ansible-playbook -i "$inventory" playbooks/site.yml "$@"

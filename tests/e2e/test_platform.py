@@ -1,0 +1,315 @@
+"""A whole platform on the local Docker engine for the end-to-end and fault tests.
+
+The platform is inventories/offline with an overlay inventory (like the Molecule scenario's) that
+gives it its own name, free ports, secrets directory and the apps under test, so that it never
+collides with a platform deployed by hand. It is converged once per session and torn down (with
+its volumes and secrets) at the end.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+import yaml
+
+from conftest import COLLECTIONS_PATH, REPO, free_port
+
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+APPS = [
+    {"name": "crm", "title": "CRM", "environments": ["env_a"]},
+    {"name": "hr", "title": "HR", "environments": ["env_a", "env_b"]},
+]
+
+
+class Platform:
+    def __init__(self, root):
+        self.root = root
+        self.name = "nbe2e" + uuid.uuid4().hex[:6]
+        self.ports = {key: free_port() for key in ("redis", "supervisor", "env_a", "env_b", "proxy")}
+        self.secrets = root / "secrets"
+        self.overlay = root / "inventory"
+        self.write_overlay()
+
+    def write_overlay(self, apps=APPS, extra_hosts=None):
+        group_vars = self.overlay / "group_vars" / "all"
+        host_vars = self.overlay / "host_vars"
+        group_vars.mkdir(parents=True, exist_ok=True)
+        host_vars.mkdir(parents=True, exist_ok=True)
+        (self.overlay / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {
+            "nocobase_proxy": {"hosts": {"proxy": {"proxy_published_port": self.ports["proxy"]}}},
+            **(extra_hosts or {})}}}))
+        (group_vars / "e2e.yml").write_text(yaml.safe_dump({
+            "nocobase_platform": self.name,
+            "nocobase_redis_published_port": self.ports["redis"],
+            "nocobase_secrets_dir": str(self.secrets),
+            "nocobase_stale_after": 8,
+            "nocobase_teardown_volumes": True,
+            "nocobase_teardown_secrets": True,
+            "nocobase_extra_env": {"STANDIN_HEARTBEAT_SECONDS": "1", "STANDIN_START_SECONDS": "1",
+                                   "STANDIN_LOCK_TTL_MS": "3000", "STANDIN_RECLAIM_IDLE_MS": "2000"},
+            "proxy_config_dir": str(self.root / "proxy"),
+            "apps_list": apps,
+            "apps_wait_timeout": 120,
+        }))
+        (host_vars / "supervisor.yml").write_text(yaml.safe_dump({"supervisor_published_port": self.ports["supervisor"]}))
+        for env, host in (("env_a", "worker_a"), ("env_b", "worker_b")):
+            (host_vars / (host + ".yml")).write_text(yaml.safe_dump({"worker_published_port": self.ports[env]}))
+
+    def playbook(self, playbook, *args, check=True, timeout=900):
+        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_PATH, ANSIBLE_NOCOLOR="1",
+                   ANSIBLE_FORCE_COLOR="0", ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
+        command = [str(Path(sys.executable).with_name("ansible-playbook")),
+                   "-i", str(REPO / "inventories" / "offline"), "-i", str(self.overlay),
+                   str(REPO / "playbooks" / playbook), *args]
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+        if check and result.returncode != 0:
+            raise AssertionError("%s failed (rc %d):\n%s\n%s" % (playbook, result.returncode,
+                                                                  result.stdout[-8000:], result.stderr[-3000:]))
+        return result
+
+    @property
+    def redis_password(self):
+        return (self.secrets / "redis_password").read_text().strip()
+
+    def redis(self):
+        return redis.Redis(host="127.0.0.1", port=self.ports["redis"], password=self.redis_password,
+                           decode_responses=True, socket_timeout=10)
+
+    def get(self, path, headers=None, port=None):
+        request = urllib.request.Request("http://127.0.0.1:%d%s" % (port or self.ports["proxy"], path), headers=headers or {})
+        try:
+            with _OPENER.open(request, timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def container(self, role_suffix):
+        return "%s-%s" % (self.name, role_suffix)
+
+    def docker(self, *args, check=True):
+        return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120, check=check)
+
+    def standin_state(self, env):
+        status, body = self.get("/__standin/state", port=self.ports[env])
+        assert status == 200, body
+        return json.loads(body)
+
+    def status(self, app, env, prefix="nocobase:"):
+        raw = self.redis().hget(prefix + "status:" + app, env)
+        return json.loads(raw) if raw else None
+
+    def wait(self, predicate, timeout=60, what="condition"):
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError("timed out after %ds waiting for %s" % (timeout, what))
+            time.sleep(0.25)
+
+
+def recap_changed(output):
+    """changed= counts of the PLAY RECAP, per host."""
+    counts = {}
+    for line in output.splitlines():
+        if " : ok=" in line and "changed=" in line:
+            host = line.split(":")[0].strip()
+            counts[host] = int(line.split("changed=")[1].split()[0])
+    return counts
+
+
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory):
+    deployed = Platform(tmp_path_factory.mktemp("platform"))
+    try:
+        deployed.cold = deployed.playbook("site.yml")
+        yield deployed
+    finally:
+        deployed.playbook("teardown.yml", check=False)
+
+
+# ---------------------------------------------------------------- end to end
+
+
+def test_every_app_is_reached_through_the_proxy_in_its_environment(platform):
+    assert platform.get("/") == (200, "nocobase supervisor\n")
+    for path, headers, app, env in [
+        ("/apps/crm/admin/", {}, "crm", "env_a"),
+        ("/api/__app/crm/app:getLang", {}, "crm", "env_a"),
+        ("/api/users:list", {"X-App": "crm"}, "crm", "env_a"),
+        ("/apps/hr/admin/", {}, "hr", "env_a"),
+    ]:
+        status, body = platform.get(path, headers)
+        assert status == 200, (path, body)
+        assert body.startswith("app=%s environment=%s status=running" % (app, env)), (path, body)
+
+
+def test_the_two_environment_app_started_in_env_a_strictly_before_env_b(platform):
+    first, second = platform.status("hr", "env_a"), platform.status("hr", "env_b")
+    assert first["status"] == second["status"] == "running"
+    assert first["requestId"] == second["requestId"]
+    # env_b's start (1 s in the stand-in) began only after env_a's had ended.
+    assert second["updatedAt"] - first["updatedAt"] >= 1000
+    assert platform.standin_state("env_a")["startCounts"]["hr"] == 1
+    assert platform.standin_state("env_b")["startCounts"]["hr"] == 1
+
+
+def nginx_reloads(platform):
+    """Reloads nginx logged (its master logs every SIGHUP at notice level)."""
+    logs = platform.docker("logs", platform.container("proxy"))
+    return (logs.stdout + logs.stderr).count("signal 1 (SIGHUP) received")
+
+
+def test_second_converge_changes_nothing_and_does_not_reload_nginx(platform):
+    reloads = nginx_reloads(platform)
+    again = platform.playbook("site.yml")
+    assert set(recap_changed(again.stdout).values()) == {0}, again.stdout[-6000:]
+    assert nginx_reloads(platform) == reloads
+    check = platform.playbook("site.yml", "--check")
+    assert set(recap_changed(check.stdout).values()) == {0}, check.stdout[-6000:]
+
+
+# ---------------------------------------------------------------- faults: each ends with nothing lost
+
+def control_plane(platform):
+    """The collection's producer on the platform's Redis (published on 127.0.0.1)."""
+    from ansible_collections.nocobase.multienv.plugins.module_utils._connection import connect
+    from ansible_collections.nocobase.multienv.plugins.module_utils._control_plane import ControlPlane
+
+    url = "redis://:%s@127.0.0.1:%d/0" % (platform.redis_password, platform.ports["redis"])
+    return ControlPlane(connect({"redis_url": url, "connect_timeout": 10}), stale_after=8)  # nocobase_stale_after here
+
+
+def add_app(platform, name, environments):
+    plane = control_plane(platform)
+    plane.client.pipeline([("HSET", plane.keys.apps, name,
+                            json.dumps({"name": name, "environments": environments}, separators=(",", ":"), sort_keys=True))])
+    return plane
+
+
+def nothing_pending(platform, environments):
+    client = platform.redis()
+    return all(client.xpending("nocobase:commands:" + env, "workers")["pending"] == 0
+               and client.hlen("nocobase:pending:" + env) == 0 for env in environments)
+
+
+def test_redis_restarted_between_enqueue_and_consumption(platform):
+    worker = platform.container("worker-env_b")
+    plane = add_app(platform, "fault_redis", ["env_b"])
+    platform.docker("pause", worker)
+    try:
+        request = plane.enqueue("fault_redis", "start", ["env_b"])["request_id"]
+        plane.client.close()
+        platform.docker("stop", platform.container("redis"))
+        platform.docker("start", platform.container("redis"))
+        client = platform.wait(lambda: _ping(platform), timeout=60, what="Redis back")
+        assert client.xlen("nocobase:commands:env_b") >= 1  # the command survived the restart
+    finally:
+        platform.docker("unpause", worker)
+    platform.wait(lambda: (platform.status("fault_redis", "env_b") or {}).get("status") == "running",
+                  timeout=90, what="fault_redis running in env_b")
+    assert platform.status("fault_redis", "env_b")["requestId"] == request
+    assert platform.standin_state("env_b")["startCounts"]["fault_redis"] == 1
+    platform.wait(lambda: nothing_pending(platform, ["env_b"]), what="nothing pending")
+
+
+def _ping(platform):
+    try:
+        client = platform.redis()
+        client.ping()
+        return client
+    except redis.RedisError:
+        return None
+
+
+def test_worker_killed_while_holding_the_start_lock(platform):
+    worker = platform.container("worker-env_b")
+    plane = add_app(platform, "fault_lock", ["env_b"])
+    request = plane.enqueue("fault_lock", "start", ["env_b"])["request_id"]
+    client = platform.redis()
+    platform.wait(lambda: (platform.status("fault_lock", "env_b") or {}).get("status") == "initializing",
+                  what="the start under way")
+    assert client.exists("nocobase:lock:fault_lock")
+    platform.docker("kill", worker)
+    # The lock expires (STANDIN_LOCK_TTL_MS=3000) while the worker is down.
+    platform.wait(lambda: not client.exists("nocobase:lock:fault_lock"), timeout=30, what="the lock to expire")
+    assert (platform.status("fault_lock", "env_b") or {}).get("status") == "initializing"
+    platform.docker("start", worker)
+    platform.wait(lambda: (platform.status("fault_lock", "env_b") or {}).get("status") == "running",
+                  timeout=120, what="fault_lock running after the worker came back")
+    assert platform.status("fault_lock", "env_b")["requestId"] == request
+    assert platform.standin_state("env_b")["startCounts"] == {"fault_lock": 1}  # a fresh process: exactly one start
+    assert client.zscore("nocobase:processed:env_b", request) is not None
+    platform.wait(lambda: nothing_pending(platform, ["env_b"]), what="nothing pending")
+    plane.client.close()
+
+
+def test_two_playbook_runs_enqueueing_the_same_starts_at_once(platform):
+    race = APPS + [{"name": "race_one", "environments": ["env_a", "env_b"]}, {"name": "race_two", "environments": ["env_b"]}]
+    extra = platform.root / "race.yml"
+    extra.write_text(yaml.safe_dump({"apps_list": race}))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_PATH, ANSIBLE_NOCOLOR="1",
+               ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
+    command = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(REPO / "inventories" / "offline"),
+               "-i", str(platform.overlay), str(REPO / "playbooks" / "apps.yml"), "-e", "@" + str(extra)]
+    runs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for _run in range(2)]
+    outputs = [run.communicate(timeout=600)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    for app, envs in (("race_one", ["env_a", "env_b"]), ("race_two", ["env_b"])):
+        for env in envs:
+            assert platform.status(app, env)["status"] == "running"
+            assert platform.standin_state(env)["startCounts"][app] == 1, (app, env)
+    assert nothing_pending(platform, ["env_a", "env_b"])
+
+
+def test_a_stale_environment_gets_the_unavailable_page(platform):
+    worker = platform.container("worker-env_b")
+    add_app(platform, "fault_stale", ["env_b"]).client.close()
+    reloads = nginx_reloads(platform)
+    platform.docker("stop", worker)
+    try:
+        # nocobase_stale_after is 8 s in this inventory; the worker beat every second.
+        time.sleep(9)
+        platform.playbook("proxy.yml")
+        status, body = platform.get("/apps/fault_stale/admin/")
+        assert status == 503
+        assert body == "NocoBase app fault_stale is unavailable: the environment that serves it does not answer.\n"
+        assert platform.get("/api/users:list", {"X-App": "fault_stale"})[0] == 503
+        assert platform.get("/apps/crm/admin/")[0] == 200  # env_a's apps are not affected
+        assert nginx_reloads(platform) == reloads + 1  # the changed file was loaded by a reload
+        info = control_plane(platform).read_environments(["env_b"])["env_b"]
+        assert info["available"] is False and info["heartbeatAge"] > 8
+    finally:
+        platform.docker("start", worker)
+    platform.wait(lambda: control_plane(platform).read_environments(["env_b"])["env_b"]["available"],
+                  timeout=60, what="env_b available again")
+    platform.playbook("proxy.yml")
+    assert "is unavailable" not in platform.get("/apps/fault_stale/admin/")[1]
+
+
+def test_redis_down_during_a_converge_fails_clearly_and_writes_nothing(platform):
+    before = platform.redis().hgetall("nocobase:apps")
+    extra = platform.root / "more.yml"
+    extra.write_text(yaml.safe_dump({"apps_list": APPS + [{"name": "late_app", "environments": ["env_a"]}]}))
+    platform.docker("stop", platform.container("redis"))
+    try:
+        run = platform.playbook("apps.yml", "-e", "@" + str(extra), check=False)
+    finally:
+        platform.docker("start", platform.container("redis"))
+    assert run.returncode != 0
+    assert "cannot reach Redis at 127.0.0.1:%d" % platform.ports["redis"] in run.stdout
+    assert platform.redis_password not in run.stdout + run.stderr
+    client = platform.wait(lambda: _ping(platform), timeout=60, what="Redis back")
+    assert client.hgetall("nocobase:apps") == before

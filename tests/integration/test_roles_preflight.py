@@ -1,0 +1,235 @@
+"""The roles' contracts that need no running platform.
+
+- Every role's meta/argument_specs.yml is in step with its defaults/main.yml.
+- A bad inventory fails in preflight, with a message naming the variable, before any container,
+  network or volume of the platform exists (playbooks/site.yml on inventories/offline with one
+  inventory layer per case on top).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import COLLECTIONS_PATH, REPO
+
+ROLES = REPO / "roles"
+OWN_ROLES = ["_common", "_nocobase_node", "redis", "postgres", "supervisor", "worker"]
+
+
+def load_yaml(path):
+    with open(path, encoding="utf-8") as handle:
+        return yaml.safe_load(handle) or {}
+
+
+# --- argument specs ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", OWN_ROLES)
+def test_argument_specs_match_defaults(role):
+    """Every default is a documented option with the same default; an option documented with a
+    default has it in defaults/main.yml; options without one (required, or derived per node from
+    the inventory by the platform model) are not in defaults/main.yml."""
+    defaults_file = ROLES / role / "defaults" / "main.yml"
+    defaults = load_yaml(defaults_file) if defaults_file.exists() else {}
+    specs = load_yaml(ROLES / role / "meta" / "argument_specs.yml")["argument_specs"]
+    assert "main" in specs, "%s has no argument spec for its main entry point" % role
+    for entry_point, spec in specs.items():
+        options = spec.get("options") or {}
+        assert spec.get("short_description"), "%s:%s has no short_description" % (role, entry_point)
+        undocumented = sorted(set(defaults) - set(options))
+        assert not undocumented, "%s:%s does not document the defaults %s" % (role, entry_point, undocumented)
+        for name, option in options.items():
+            assert option.get("description"), "%s:%s option %s has no description" % (role, entry_point, name)
+            assert option.get("type"), "%s:%s option %s has no type" % (role, entry_point, name)
+            if "default" in option:
+                assert name in defaults, "%s:%s documents a default for %s, defaults/main.yml has none" % (
+                    role, entry_point, name)
+                assert option["default"] == defaults[name], "%s:%s default of %s: spec %r, defaults %r" % (
+                    role, entry_point, name, option["default"], defaults[name])
+            else:
+                assert name not in defaults or defaults[name] is None, (
+                    "%s:%s option %s has a default in defaults/main.yml (%r) but not in the spec"
+                    % (role, entry_point, name, defaults[name]))
+
+
+@pytest.mark.parametrize("role", OWN_ROLES)
+def test_role_metadata(role):
+    meta = load_yaml(ROLES / role / "meta" / "main.yml")
+    info = meta["galaxy_info"]
+    assert info["description"] and info["license"] and info["min_ansible_version"]
+    dependencies = [dep["role"] if isinstance(dep, dict) else dep for dep in meta.get("dependencies") or []]
+    if role in ("redis", "postgres", "supervisor", "worker"):
+        assert dependencies == ["nocobase.multienv._common"]
+    else:
+        assert dependencies == []
+
+
+# --- preflight -----------------------------------------------------------------------------
+
+SECRETS = {
+    "nocobase_app_key": "k" * 40,
+    "nocobase_aes_secret_key": "0123456789abcdef" * 4,
+    "nocobase_redis_password": "redis-password-123",
+    "nocobase_postgres_password": "postgres-password-123",
+    "nocobase_db_password": "db-password-123",
+}
+
+# name: (group_vars/all, host_vars, extra hosts by group, expected message fragments)
+CASES = {
+    "duplicate environment": (
+        {}, {"worker_b": {"worker_environment": "env_a"}}, {},
+        ["worker_environment 'env_a' of worker_b is also the environment of worker_a"]),
+    "duplicate port": (
+        {}, {"worker_b": {"worker_published_port": 15000}}, {},
+        ["worker_published_port of worker_b publishes port 15000 on localhost, which worker_published_port of worker_a"]),
+    "port taken by redis": (
+        {"nocobase_redis_published_port": 14000}, {}, {},
+        ["publishes port 14000 on localhost, which supervisor_published_port of supervisor publishes already"]),
+    "worker without url": (
+        {}, {"worker_b": {"worker_published_port": None}}, {},
+        ["worker_url of worker_b is not set"]),
+    "bad url": (
+        {}, {"worker_a": {"worker_url": "localhost:15000"}}, {},
+        ["worker_url 'localhost:15000' of worker_a is not an absolute"]),
+    "aes key not 64 hex": (
+        {"nocobase_aes_secret_key": "abc123"}, {}, {},
+        ["nocobase_aes_secret_key must be exactly 64 hexadecimal characters"]),
+    "aes key not hex": (
+        {"nocobase_aes_secret_key": "g" * 64}, {}, {},
+        ["nocobase_aes_secret_key must be exactly 64 hexadecimal characters"]),
+    "placeholder app key": (
+        {"nocobase_app_key": "your-secret-key"}, {}, {},
+        ["nocobase_app_key must be a secret of at least 16 characters"]),
+    "missing password, generation disabled": (
+        {"nocobase_secrets_generate": False, "nocobase_db_password": None}, {}, {},
+        ["nocobase_db_password is not set and nocobase_secrets_generate is false"]),
+    "misspelt adapter key in platform env": (
+        {"nocobase_extra_env": {"APP_COMMAND_ADPATER": "redis"}}, {}, {},
+        ["nocobase_extra_env has the misspelt key 'APP_COMMAND_ADPATER'"]),
+    "misspelt adapter key in worker env": (
+        {}, {"worker_a": {"worker_extra_env": {"app_command_adpater": "redis"}}}, {},
+        ["worker_extra_env of worker_a has the misspelt key 'app_command_adpater'"]),
+    "managed key in extra env": (
+        {}, {"supervisor": {"supervisor_extra_env": {"APP_MODE": "worker"}}}, {},
+        ["supervisor_extra_env of supervisor sets 'APP_MODE', which the roles manage"]),
+    "bad environment name": (
+        {}, {"worker_b": {"worker_environment": "Env B"}}, {},
+        ["worker_environment 'Env B' of worker_b is not a valid environment name"]),
+    "missing environment name": (
+        {}, {}, {"nocobase_workers": {"worker_c": {"worker_published_port": 17000}}},
+        ["worker_environment of worker_c is not set"]),
+    "bad platform name": (
+        {"nocobase_platform": "Noco Base"}, {}, {},
+        ["nocobase_platform 'Noco Base' is not a valid platform name"]),
+    "bad database name": (
+        {}, {"worker_a": {"worker_database": "nocobase-worker-a"}}, {},
+        ["worker_database 'nocobase-worker-a' of worker_a is not a valid database name"]),
+    "shared database": (
+        {}, {"worker_b": {"worker_database": "nocobase_supervisor"}}, {},
+        ["database 'nocobase_supervisor' is used by supervisor_database of supervisor and worker_database of worker_b"]),
+    "two supervisors": (
+        {}, {}, {"nocobase_supervisor": {"supervisor_2": {"supervisor_published_port": 14001}}},
+        ["group nocobase_supervisor has 2 hosts"]),
+    "bad worker state": (
+        {}, {"worker_b": {"worker_state": "gone"}}, {},
+        ["worker_state 'gone' of worker_b must be present or absent"]),
+    "several errors at once": (
+        {"nocobase_aes_secret_key": "abc"}, {"worker_b": {"worker_environment": "env_a"}}, {},
+        ["nocobase_aes_secret_key must be exactly", "worker_environment 'env_a' of worker_b is also"]),
+}
+
+
+def docker_names(kind, platform):
+    """Names of the containers, networks or volumes labelled with the platform."""
+    docker = shutil.which("docker")
+    assert docker, "the docker CLI is needed (tools/docker-engine.sh installs it)"
+    args = {
+        "container": ["ps", "--all", "--format", "{{.Names}}"],
+        "network": ["network", "ls", "--format", "{{.Name}}"],
+        "volume": ["volume", "ls", "--format", "{{.Name}}"],
+    }[kind]
+    result = subprocess.run([docker] + args + ["--filter", "label=org.nocobase.multienv.platform=" + platform],
+                            capture_output=True, text=True, timeout=60, check=True)
+    return result.stdout.split()
+
+
+def write_layer(path, group_vars, host_vars, extra_hosts):
+    (path / "group_vars" / "all").mkdir(parents=True)
+    (path / "host_vars").mkdir()
+    children = {group: {"hosts": hosts} for group, hosts in extra_hosts.items()}
+    (path / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": children} if children else {}}))
+    (path / "group_vars" / "all" / "case.yml").write_text(yaml.safe_dump(group_vars))
+    for host, variables in host_vars.items():
+        (path / "host_vars" / ("%s.yml" % host)).write_text(yaml.safe_dump(variables))
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_preflight_fails_before_any_change(case, tmp_path):
+    group_vars, host_vars, extra_hosts, expected = CASES[case]
+    platform = "nbpre%s" % uuid.uuid4().hex[:8]
+    variables = {"nocobase_platform": platform, "nocobase_secrets_dir": str(tmp_path / "secrets")}
+    variables.update(SECRETS)
+    variables.update(group_vars)
+    for name, value in list(variables.items()):
+        if value is None:
+            del variables[name]  # "not set"
+    write_layer(tmp_path / "layer", variables, host_vars, extra_hosts)
+
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_PATH, ANSIBLE_NOCOLOR="1", NO_COLOR="1",
+               ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false")
+    playbook = Path(sys.executable).with_name("ansible-playbook")
+    result = subprocess.run(
+        [str(playbook), "playbooks/site.yml", "--inventory", "inventories/offline",
+         "--inventory", str(tmp_path / "layer")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    output = result.stdout + result.stderr
+    try:
+        assert result.returncode != 0, output[-4000:]
+        assert "Stop on inventory errors before any container changes" in output, output[-4000:]
+        for fragment in expected:
+            assert fragment in output, output[-4000:]
+        for secret in SECRETS.values():
+            assert secret not in output
+        for kind in ("container", "network", "volume"):
+            assert docker_names(kind, platform) == [], "%s created before preflight failed" % kind
+        if (tmp_path / "secrets").exists():
+            assert oct((tmp_path / "secrets").stat().st_mode & 0o777) == "0o700"
+    finally:
+        # Nothing should exist; remove whatever a failing test left behind.
+        docker = shutil.which("docker")
+        for name in docker_names("container", platform):
+            subprocess.run([docker, "rm", "--force", name], capture_output=True, check=False, timeout=120)
+        for name in docker_names("network", platform):
+            subprocess.run([docker, "network", "rm", name], capture_output=True, check=False, timeout=60)
+        for name in docker_names("volume", platform):
+            subprocess.run([docker, "volume", "rm", name], capture_output=True, check=False, timeout=60)
+
+
+def test_check_mode_on_a_new_platform_creates_nothing(tmp_path):
+    """--check on an engine without the platform predicts changes and creates no container,
+    network or volume (the roles predict the containers the missing network keeps them from
+    checking, and skip the control plane that is not there yet)."""
+    platform = "nbchk%s" % uuid.uuid4().hex[:8]
+    write_layer(tmp_path / "layer", {"nocobase_platform": platform, "nocobase_secrets_dir": str(tmp_path / "secrets")},
+                {}, {})
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_PATH, ANSIBLE_NOCOLOR="1", NO_COLOR="1",
+               ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false")
+    playbook = Path(sys.executable).with_name("ansible-playbook")
+    result = subprocess.run(
+        [str(playbook), "playbooks/site.yml", "--check", "--inventory", "inventories/offline",
+         "--inventory", str(tmp_path / "layer")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "%s-worker-env_b would be created" % platform in output
+    assert "ignored=0" in output and "ignored=1" not in output
+    for kind in ("container", "network", "volume"):
+        assert docker_names(kind, platform) == [], "%s created in check mode" % kind
+    assert oct((tmp_path / "secrets").stat().st_mode & 0o777) == "0o700"

@@ -79,7 +79,7 @@ def changed_total(output: str) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[2, 6])
     parser.add_argument("--platform", default="nbbench")
     args = parser.parse_args()
@@ -93,7 +93,7 @@ def main() -> None:
             write_layer(layer, args.platform, workers)
             try:
                 run("playbooks/teardown.yml", layer, env)  # cold: nothing of the platform left
-                cold, _ = run("playbooks/site.yml", layer, env)
+                cold, _output = run("playbooks/site.yml", layer, env)
                 rerun, output = run("playbooks/site.yml", layer, env)
                 rows.append((workers, cold, rerun, changed_total(output)))
             finally:
@@ -105,7 +105,7 @@ def main() -> None:
         note = "" if changed == 0 else "   (rerun reported changed=%d)" % changed
         print("%-8d %12.1f %18.1f %16.2f%s" % (workers, cold, rerun, rerun / cold, note))
     if len(rows) >= 2:
-        (w1, c1, r1, _), (w2, c2, r2, _) = rows[0], rows[-1]
+        (w1, c1, r1, _changed1), (w2, c2, r2, _changed2) = rows[0], rows[-1]
         print("per extra worker: cold +%.1f s, idempotent +%.1f s" % ((c2 - c1) / (w2 - w1), (r2 - r1) / (w2 - w1)))
 
 

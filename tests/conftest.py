@@ -15,9 +15,10 @@ import pytest
 import redis
 
 REPO = Path(__file__).resolve().parents[1]
-# The collection is importable as ansible_collections.nocobase.multienv through a link in a temp
-# tree, so tests import exactly the files of this checkout.
-_COLLECTIONS_ROOT = Path(tempfile.gettempdir()) / ("nocobase-multienv-collections-%d" % os.getuid())
+# The collection is importable as ansible_collections.nocobase.multienv through the link that
+# ansible.cfg's collections_path names (tools/setup.sh makes it too), so tests use exactly the files
+# of this checkout, and two checkouts on one machine never see each other's.
+_COLLECTIONS_ROOT = REPO / ".cache" / "collections"
 _LINK = _COLLECTIONS_ROOT / "ansible_collections" / "nocobase" / "multienv"
 _LINK.parent.mkdir(parents=True, exist_ok=True)
 if not _LINK.is_symlink() or _LINK.resolve() != REPO:

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import time
 
-from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import ControlPlaneError, is_request_id
+from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import (
+    REQUEST_ID_PATTERN,
+    ControlPlaneError,
+    is_request_id,
+)
 from ansible_collections.nocobase.multienv.plugins.module_utils._module import (
     RecordKind,
     run_record_module,
@@ -143,7 +147,7 @@ def run_app_command_module(module, plane):
     if len(set(names)) != len(names):
         raise ControlPlaneError("apps lists an app twice")
     if params["request_id"] is not None and not is_request_id(params["request_id"]):
-        raise ControlPlaneError("request_id: %r must match ^[A-Za-z0-9_.:-]{1,128}$" % params["request_id"])
+        raise ControlPlaneError("request_id: %r must match %s" % (params["request_id"], REQUEST_ID_PATTERN))
     apps, _environments = plane.read_apps(names)
     missing = [name for name in names if name not in apps]
     if missing:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import redis
 import yaml
+from helpers import wait_for
 
 from conftest import COLLECTIONS_PATH, REPO, free_port
 
@@ -40,7 +41,7 @@ class Platform:
         self.overlay = root / "inventory"
         self.write_overlay()
 
-    def write_overlay(self, apps=APPS, extra_hosts=None):
+    def write_overlay(self, apps=None, extra_hosts=None):
         group_vars = self.overlay / "group_vars" / "all"
         host_vars = self.overlay / "host_vars"
         group_vars.mkdir(parents=True, exist_ok=True)
@@ -58,7 +59,7 @@ class Platform:
             "nocobase_extra_env": {"STANDIN_HEARTBEAT_SECONDS": "1", "STANDIN_START_SECONDS": "1",
                                    "STANDIN_LOCK_TTL_MS": "3000", "STANDIN_RECLAIM_IDLE_MS": "2000"},
             "proxy_config_dir": str(self.root / "proxy"),
-            "apps_list": apps,
+            "apps_list": APPS if apps is None else apps,
             "apps_wait_timeout": 120,
         }))
         (host_vars / "supervisor.yml").write_text(yaml.safe_dump({"supervisor_published_port": self.ports["supervisor"]}))
@@ -73,8 +74,8 @@ class Platform:
                    str(REPO / "playbooks" / playbook), *args]
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, check=False)
         if check and result.returncode != 0:
-            raise AssertionError("%s failed (rc %d):\n%s\n%s" % (playbook, result.returncode,
-                                                                  result.stdout[-8000:], result.stderr[-3000:]))
+            raise AssertionError("%s failed (rc %d):\n%s\n%s"
+                                 % (playbook, result.returncode, result.stdout[-8000:], result.stderr[-3000:]))
         return result
 
     @property
@@ -108,15 +109,9 @@ class Platform:
         raw = self.redis().hget(prefix + "status:" + app, env)
         return json.loads(raw) if raw else None
 
-    def wait(self, predicate, timeout=60, what="condition"):
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError("timed out after %ds waiting for %s" % (timeout, what))
-            time.sleep(0.25)
+    @staticmethod
+    def wait(predicate, timeout=60, what="condition"):
+        return wait_for(predicate, timeout=timeout, interval=0.25, what=what)
 
 
 def recap_changed(output):

@@ -50,3 +50,12 @@ def put_app(client, keys, name, environments):
     """An app record written directly, as a supervisor would (redis-py client)."""
     record = {"environments": environments, "name": name, "options": {"dbConnType": "new_database"}}
     client.hset(keys.apps, name, json.dumps(record, separators=(",", ":"), sort_keys=True))
+
+
+def stop_processes(started):
+    """Kill what a fixture started ((process, log file) pairs) and close the logs."""
+    for process, log in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+        log.close()

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import put_app, wait_for
+from helpers import put_app, stop_processes, wait_for
 
 from ansible_collections.nocobase.multienv.plugins.module_utils._connection import connect
 from ansible_collections.nocobase.multienv.plugins.module_utils._control_plane import ControlPlane
@@ -119,11 +119,7 @@ def cli(redis_server, key_prefix, tmp_path):
         return proc
 
     yield start
-    for proc, log in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
-        log.close()
+    stop_processes(procs)
 
 
 # ------------------------------------------------------------------------------------------ order

@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import put_app, wait_for
+from helpers import put_app, stop_processes, wait_for
 
 from ansible_collections.nocobase.multienv.plugins.module_utils._connection import connect
 from ansible_collections.nocobase.multienv.plugins.module_utils._control_plane import ControlPlane
@@ -103,11 +103,7 @@ def standin(redis_server, key_prefix, tmp_path):
         return StandIn(proc, ports, log_path)
 
     yield start
-    for proc, log in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
-        log.close()
+    stop_processes(procs)
 
 
 @pytest.fixture

@@ -119,8 +119,9 @@ def nginx_check(path):
         conf.write_text(wrapper % path)
         return subprocess.run(["nginx", "-t", "-c", str(conf)], capture_output=True, text=True, check=False)
     image = "nocobase-multienv/nginx:offline"
-    if shutil.which("docker") and not subprocess.run(["docker", "image", "inspect", image],
-                                                      capture_output=True, check=False).returncode:
+    inspected = shutil.which("docker") and subprocess.run(["docker", "image", "inspect", image],
+                                                           capture_output=True, check=False)
+    if inspected and inspected.returncode == 0:
         return subprocess.run(["docker", "run", "--rm", "--network", "none", "-v", "%s:/etc/nginx/conf.d/default.conf:ro" % path,
                                "nocobase-multienv/nginx:offline", "nginx", "-t"], capture_output=True, text=True,
                               check=False, timeout=120)

@@ -1,7 +1,6 @@
 # Shared fixtures: a real redis-server on a free 127.0.0.1 port, and the collection on sys.path.
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess

@@ -119,11 +119,11 @@ def nginx_check(path):
         conf.write_text(wrapper % path)
         return subprocess.run(["nginx", "-t", "-c", str(conf)], capture_output=True, text=True, check=False)
     image = "nocobase-multienv/nginx:offline"
-    inspected = shutil.which("docker") and subprocess.run(["docker", "image", "inspect", image],
-                                                           capture_output=True, check=False)
-    if inspected and inspected.returncode == 0:
+    has_image = shutil.which("docker") and subprocess.run(
+        ["docker", "image", "inspect", image], capture_output=True, check=False).returncode == 0
+    if has_image:
         return subprocess.run(["docker", "run", "--rm", "--network", "none", "-v", "%s:/etc/nginx/conf.d/default.conf:ro" % path,
-                               "nocobase-multienv/nginx:offline", "nginx", "-t"], capture_output=True, text=True,
+                               image, "nginx", "-t"], capture_output=True, text=True,
                               check=False, timeout=120)
     return None
 

@@ -17,6 +17,7 @@ from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import
 )
 from ansible_collections.nocobase.multienv.plugins.module_utils._module import (
     RecordKind,
+    diff_result,
     run_record_module,
     stale_after_spec,
 )
@@ -165,16 +166,11 @@ def run_app_command_module(module, plane):
     results = [dict(outcome, app=name, environments=targets[name]) for name, outcome in zip(names, outcomes)]
     result = dict(changed=any(entry["enqueued"] for entry in results))
     if module._diff:
-        diff = {name: (
+        diffs = {name: (
             {env: apps[name]["status"].get(env, {}).get("status", "absent") for env in entry["enqueued"]},
             {env: "%s queued" % command for env in entry["enqueued"]},
         ) for name, entry in zip(names, results) if entry["enqueued"]}
-        if single:
-            before, after = diff.get(names[0], ({}, {}))
-        else:
-            before = {name: pair[0] for name, pair in diff.items()}
-            after = {name: pair[1] for name, pair in diff.items()}
-        result["diff"] = dict(before=before, after=after)
+        result["diff"] = diff_result(diffs, names[0] if single else None)
     if params["wait"] and not module.check_mode:
         statuses = _wait(plane, command, targets, params["wait_timeout"])
         for entry in results:

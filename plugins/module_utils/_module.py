@@ -74,6 +74,15 @@ def _diff_entry(before, after):
     return changed_fields(before, after)
 
 
+def diff_result(diffs, single_name=None):
+    """{name: (before, after)} as Ansible's diff: one record's pair, or both sides keyed by name."""
+    if single_name is not None:
+        before, after = diffs.get(single_name, ({}, {}))
+        return dict(before=before, after=after)
+    return dict(before={name: pair[0] for name, pair in diffs.items()},
+                after={name: pair[1] for name, pair in diffs.items()})
+
+
 def run_record_module(module, plane, kind):
     """Reconcile one record (module options) or a list of them (`kind.list_option`)."""
     params = module.params
@@ -110,10 +119,5 @@ def run_record_module(module, plane, kind):
     )
     if module._diff:
         diffs = {name: _diff_entry(*change) for name, change in changes.items()}
-        if single:
-            before, after = diffs.get(items[0]["name"], ({}, {}))
-        else:
-            before = {name: diff[0] for name, diff in diffs.items()}
-            after = {name: diff[1] for name, diff in diffs.items()}
-        result["diff"] = dict(before=before, after=after)
+        result["diff"] = diff_result(diffs, items[0]["name"] if single else None)
     return result

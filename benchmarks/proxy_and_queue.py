@@ -25,10 +25,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "tests" / "integration"))
 from conftest import COLLECTIONS_PATH, RedisServer, free_port  # noqa: E402  (also links the collection)
+from helpers import producer  # noqa: E402
 
-from ansible_collections.nocobase.multienv.plugins.module_utils._connection import connect  # noqa: E402
-from ansible_collections.nocobase.multienv.plugins.module_utils._control_plane import ControlPlane  # noqa: E402
 from ansible_collections.nocobase.multienv.plugins.module_utils._records import encode  # noqa: E402
 
 RENDER = """
@@ -129,7 +129,7 @@ def nginx_check(path):
 
 
 def bench_render(server, sizes):
-    plane = ControlPlane(connect({"redis_url": server.url, "connect_timeout": 10}), "render:")
+    plane = producer(server.url, "render:")
     print("proxy config rendering (lookup + template, through ansible-playbook):")
     largest = None
     with tempfile.TemporaryDirectory() as work:
@@ -152,7 +152,7 @@ def bench_render(server, sizes):
 
 def bench_queue(server, starts):
     prefix = "queue:"
-    plane = ControlPlane(connect({"redis_url": server.url, "connect_timeout": 10}), prefix)
+    plane = producer(server.url, prefix)
     names = ["app_%d" % index for index in range(starts)]
     apps = [encode({"name": name, "environments": ["env_a" if index % 2 else "env_b"]}) for index, name in enumerate(names)]
     plane.client.pipeline([("HSET", plane.keys.apps) + tuple(item for pair in zip(names, apps) for item in pair)])
@@ -177,7 +177,7 @@ def bench_queue(server, starts):
 
         def watch():
             """Poll (bounded) until every start runs, from before the enqueue task begins."""
-            poller = ControlPlane(connect({"redis_url": server.url, "connect_timeout": 10}), prefix)
+            poller = producer(server.url, prefix)
             deadline = time.monotonic() + 900
             while time.monotonic() < deadline:
                 statuses = poller.read_statuses(targets)

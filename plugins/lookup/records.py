@@ -64,6 +64,7 @@ from ansible.plugins.lookup import LookupBase
 from ansible_collections.nocobase.multienv.plugins.module_utils._connection import (
     SUPERVISOR_REDIS_URL_ENV,
     connect,
+    connection_argument_spec,
 )
 from ansible_collections.nocobase.multienv.plugins.module_utils._control_plane import ControlPlane
 from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import ControlPlaneError
@@ -79,9 +80,7 @@ class LookupModule(LookupBase):
         unknown = [term for term in terms if term not in _TERMS]
         if unknown:
             raise AnsibleError("nocobase.multienv.records: unknown term(s) %s; use environments or apps" % unknown)
-        params = {option: self.get_option(option) for option in (
-            "redis_url", "key_prefix", "tls_ca_file", "tls_cert_file", "tls_key_file", "validate_certs",
-            "connect_timeout")}
+        params = {option: self.get_option(option) for option in connection_argument_spec()}
         params["redis_url"] = params["redis_url"] or os.environ.get(SUPERVISOR_REDIS_URL_ENV)
         if not params["redis_url"]:
             raise AnsibleError("nocobase.multienv.records: redis_url is required (or set %s)" % SUPERVISOR_REDIS_URL_ENV)

@@ -85,7 +85,6 @@ def connect(params):
             ssl_context=_tls_context(params) if parts.scheme == "rediss" else None,
             timeout=params["connect_timeout"],
         )
-        client.execute("PING")
     except ReplyError as exc:
         if exc.code == "NOAUTH":
             raise ControlPlaneError("Redis at %s needs a password: put it in redis_url" % where) from None

@@ -64,11 +64,14 @@ class Client:
             raise ConnectionFailed("Error connecting to %s:%s: %s" % (host, port, exc)) from None
         self._sock = sock
         self._file = sock.makefile("rb")
+        # Authenticate, select and check the connection in one round trip; PING answers NOAUTH
+        # when the server wants a password that the URL did not give.
         setup = []
         if password is not None:
             setup.append(("AUTH", username, password) if username else ("AUTH", password))
         if db:
             setup.append(("SELECT", db))
+        setup.append(("PING",))
         for reply in self.pipeline(setup):
             if isinstance(reply, ReplyError):
                 raise reply

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import redis
 import yaml
-from helpers import wait_for
+from helpers import producer, wait_for
 
 from conftest import COLLECTIONS_PATH, REPO, free_port
 
@@ -179,11 +179,8 @@ def test_second_converge_changes_nothing_and_does_not_reload_nginx(platform):
 
 def control_plane(platform):
     """The collection's producer on the platform's Redis (published on 127.0.0.1)."""
-    from ansible_collections.nocobase.multienv.plugins.module_utils._connection import connect
-    from ansible_collections.nocobase.multienv.plugins.module_utils._control_plane import ControlPlane
-
     url = "redis://:%s@127.0.0.1:%d/0" % (platform.redis_password, platform.ports["redis"])
-    return ControlPlane(connect({"redis_url": url, "connect_timeout": 10}), stale_after=8)  # nocobase_stale_after here
+    return producer(url, stale_after=8)  # the inventory's nocobase_stale_after
 
 
 def add_app(platform, name, environments):

@@ -59,3 +59,14 @@ def stop_processes(started):
             process.kill()
         process.wait(timeout=10)
         log.close()
+
+
+def producer(url, key_prefix="nocobase:", stale_after=None):
+    """The collection's producer (ControlPlane) on its own connection, as the modules use it."""
+    from ansible_collections.nocobase.multienv.plugins.module_utils._connection import connect
+    from ansible_collections.nocobase.multienv.plugins.module_utils._control_plane import ControlPlane
+
+    plane = ControlPlane(connect({"redis_url": url, "connect_timeout": 10}), key_prefix)
+    if stale_after is not None:
+        plane.stale_after = stale_after
+    return plane

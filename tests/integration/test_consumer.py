@@ -17,10 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import put_app, stop_processes, wait_for
+from helpers import producer, put_app, stop_processes, wait_for
 
-from ansible_collections.nocobase.multienv.plugins.module_utils._connection import connect
-from ansible_collections.nocobase.multienv.plugins.module_utils._control_plane import ControlPlane
 from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import (
     CONSUMER_GROUP,
     Keyspace,
@@ -73,9 +71,9 @@ def keys(key_prefix):
 @pytest.fixture
 def plane(redis_server, key_prefix):
     """The collection's producer, on its own Redis client, as the modules use it."""
-    client = connect({"redis_url": redis_server.url, "connect_timeout": 5})
-    yield ControlPlane(client, key_prefix)
-    client.close()
+    plane = producer(redis_server.url, key_prefix)
+    yield plane
+    plane.client.close()
 
 
 @pytest.fixture

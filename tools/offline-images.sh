@@ -9,14 +9,15 @@
 #   nocobase-multienv/postgres          interface of the official postgres image
 #   nocobase-multienv/nginx             interface of the official nginx image
 #   nocobase-multienv/nocobase-standin  the NocoBase stand-in (tests/standin/server.py)
+#   nocobase-multienv/python            python3 with redis-py: the worker agent's base image
 #
 # Each image is tagged :offline and :<first 12 hex of sha256 over its recipe> (this
 # script, tools/offline-images/*, and for the stand-in its program files). An image
 # whose hash tag exists is "up to date" and is not rebuilt; the root filesystem is only
 # built when an image needs it, and is cached as a tarball in $OFFLINE_IMAGES_CACHE.
 #
-# usage: tools/offline-images.sh [--force] [--print-tags] [redis|postgres|nginx|standin ...]
-#   (no image names: all four)
+# usage: tools/offline-images.sh [--force] [--print-tags] [redis|postgres|nginx|standin|python ...]
+#   (no image names: all five)
 #   --force       rebuild the selected images (and the root filesystem) even if up to date
 #   --print-tags  only print "image:hash-tag" for the selected images, build nothing
 #
@@ -27,7 +28,6 @@
 #   OFFLINE_IMAGES_MIRROR       mmdebstrap MIRROR argument (URL or sources file); default: this
 #                               machine's apt sources for bookworm, else mmdebstrap's default
 #   OFFLINE_IMAGES_STANDIN_DIR  directory with the stand-in's *.py (default tests/standin)
-#   OFFLINE_IMAGES_KEYSPACE     the keyspace module (default plugins/module_utils/_keyspace.py)
 set -euo pipefail
 
 T0=$(date +%s.%N)
@@ -38,7 +38,6 @@ PREFIX="${OFFLINE_IMAGES_PREFIX:-nocobase-multienv}"
 MOVING_TAG="${OFFLINE_IMAGES_TAG:-offline}"
 CACHE="${OFFLINE_IMAGES_CACHE:-${XDG_CACHE_HOME:-/var/cache}/nocobase-multienv}"
 STANDIN_DIR="${OFFLINE_IMAGES_STANDIN_DIR:-$ROOT/tests/standin}"
-KEYSPACE="${OFFLINE_IMAGES_KEYSPACE:-$ROOT/plugins/module_utils/_keyspace.py}"
 SUITE=bookworm
 PG_MAJOR=15
 PACKAGES=(
@@ -49,7 +48,7 @@ PACKAGES=(
   dumb-init gosu curl procps
 )
 DEFAULT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-ALL_IMAGES=(redis postgres nginx standin)
+ALL_IMAGES=(redis postgres nginx standin python)
 
 log() { printf 'offline-images: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -63,7 +62,7 @@ for arg in "$@"; do
     --force) force=1 ;;
     --print-tags) print_tags=1 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$SELF" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    redis|postgres|nginx|standin) selected+=("$arg") ;;
+    redis|postgres|nginx|standin|python) selected+=("$arg") ;;
     nocobase-standin) selected+=(standin) ;;
     *) die "unknown argument: $arg (images: ${ALL_IMAGES[*]})" ;;
   esac
@@ -96,9 +95,7 @@ ROOTFS_IMAGE="$PREFIX/rootfs:$BASE_TAG"
 
 standin_files() {
   [ -f "$STANDIN_DIR/server.py" ] || die "stand-in program missing: $STANDIN_DIR/server.py"
-  [ -f "$KEYSPACE" ] || die "keyspace module missing: $KEYSPACE"
   find "$STANDIN_DIR" -maxdepth 1 -type f -name '*.py' | LC_ALL=C sort
-  echo "$KEYSPACE"
 }
 
 tag_of() {
@@ -277,6 +274,11 @@ for img in "${needed[@]}"; do
         "EXPOSE 5432" \
         "ENTRYPOINT [$PG_INIT, \"/usr/local/bin/docker-entrypoint.sh\"]" \
         'CMD ["postgres"]'
+      ;;
+    python)
+      derive python "" \
+        "WORKDIR /" \
+        'CMD ["python3"]'
       ;;
     nginx)
       derive nginx "" \

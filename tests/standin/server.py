@@ -1,23 +1,26 @@
 # Copyright (c) nocobase.multienv contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""NocoBase stand-in: a tiny program that behaves like a NocoBase 2.x node, for tests only.
+"""NocoBase stand-in: a fake NocoBase HTTP API for fast tests.  It is NOT NocoBase.
 
-It is NOT NocoBase.  The real multi-environment code lives in the closed plugin
-@nocobase/plugin-app-supervisor and no NocoBase image can be pulled where the tests run, so the
-image nocobase-multienv/nocobase-standin runs this file instead.  It reads the same environment
-variables as a NocoBase node, answers the same health check, registers and heartbeats its
-environment, consumes its command stream with the reference consumer (consumer.py, protocol v1 of
-docs/protocol.md) and serves /apps/<app>/... with a body naming the app and the environment.
+It answers the part of NocoBase 2.x's HTTP API that the collection's worker agent and roles use
+(health check, app:getInfo, auth:signIn, the open-source multi-app manager's applications:*
+actions, the sub-app forms /api/__app/<app>/..., X-App and /apps/<app>/...) and keeps its
+"database" (the root account and the applications table) in a JSON file in its storage volume, so
+that a restart keeps both, as a real node does.  The worker agent (roles/worker/files/agent/)
+drives it exactly as it drives real NocoBase; the stand-in itself never talks to Redis.
 See README.md beside this file for what it honours and what it fakes.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import os
 import re
+import secrets
 import signal
 import socket
 import sys
@@ -25,35 +28,22 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import consumer as consumer_mod  # noqa: E402  (also makes _keyspace importable)
-from _keyspace import DEFAULT_KEY_PREFIX, Keyspace, is_app_name  # noqa: E402
-
-import redis  # noqa: E402
+from urllib.parse import parse_qs, unquote, urlsplit
 
 LOG = logging.getLogger("standin")
 STANDIN_VERSION = "2.0.0-standin"
 HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+APP_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 PLACEHOLDER_APP_KEYS = ("your-secret-key", "test-key")
 DEFAULT_DB_PORTS = {"postgres": 5432, "mysql": 3306, "mariadb": 3306, "kingbase": 54321}
+# NocoBase's first-install root account (packages/core/create-nocobase-app/templates/app/.env.tpl).
+DEFAULT_ROOT = {"email": "admin@nocobase.com", "username": "nocobase", "password": "admin123"}
+# Stand-in only: an app whose options carry this key fails to start with its value as message.
+FAIL_OPTION = "standinFailStart"
 
 
 class ConfigError(Exception):
     """A configuration a real deployer would want to stop on."""
-
-
-def _redact(url):
-    """A Redis URL without its password, for logs."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return "%s://%s:***@%s%s" % (parts.scheme, user, netloc, parts.path)
 
 
 def _float(env, name, default):
@@ -63,10 +53,8 @@ def _float(env, name, default):
         raise ConfigError("%s must be a number, got %r" % (name, env.get(name))) from None
 
 
-def _banner(message):
-    line = "!" * 78
-    for text in (line, "!! " + message, line):
-        LOG.warning(text)
+def _digest(password, salt):
+    return hashlib.pbkdf2_hmac("sha256", password.encode(), bytes.fromhex(salt), 10_000).hex()
 
 
 class Settings:
@@ -79,18 +67,12 @@ class Settings:
                               "silently ignores these, so supervisor->worker commands would be lost"
                               % ", ".join(misspelt))
         self.mode = env.get("APP_MODE", "")
-        self.discovery_adapter = env.get("APP_DISCOVERY_ADAPTER", "")
-        self.process_adapter = env.get("APP_PROCESS_ADAPTER", "")
-        self.command_adapter = env.get("APP_COMMAND_ADAPTER", "")
-        self.supervisor_redis_url = env.get("APP_SUPERVISOR_REDIS_URL", "")
-        self.command_redis_url = env.get("APP_COMMAND_REDIS_URL", "")
         self.environment_name = env.get("ENVIRONMENT_NAME", "")
-        self.environment_url = env.get("ENVIRONMENT_URL", "")
-        self.environment_proxy_url = env.get("ENVIRONMENT_PROXY_URL", "")
+        self.preset_plugins = [p.strip() for p in env.get("APPEND_PRESET_BUILT_IN_PLUGINS", "").split(",") if p.strip()]
+        self.multi_app_manager = "@nocobase/plugin-multi-app-manager" in self.preset_plugins
         self.db_dialect = env.get("DB_DIALECT", "")
         self.db_host = env.get("DB_HOST", "")
         self.db_database = env.get("DB_DATABASE", "")
-        self.db_user = env.get("DB_USER", "")
         port = env.get("DB_PORT") or DEFAULT_DB_PORTS.get(self.db_dialect or "postgres", 5432)
         try:
             self.db_port = int(port)
@@ -100,7 +82,9 @@ class Settings:
         aes = env.get("APP_AES_SECRET_KEY")
         if aes is not None and not HEX64.match(aes):
             raise ConfigError("APP_AES_SECRET_KEY must be 64 hex characters (32 bytes), got %d characters" % len(aes))
-        self.aes_key_set = aes is not None
+        self.root = {"email": env.get("INIT_ROOT_EMAIL") or DEFAULT_ROOT["email"],
+                     "username": env.get("INIT_ROOT_USERNAME") or DEFAULT_ROOT["username"],
+                     "password": env.get("INIT_ROOT_PASSWORD") or DEFAULT_ROOT["password"]}
         self.app_host = env.get("APP_HOST", "0.0.0.0")
         self.app_port = env.get("APP_PORT", "13000")
         ports = env.get("STANDIN_PORTS") or "80,%s" % self.app_port
@@ -110,43 +94,17 @@ class Settings:
             raise ConfigError("STANDIN_PORTS must be a comma-separated list of ports, got %r" % ports) from None
         if not self.ports:
             raise ConfigError("STANDIN_PORTS names no port")
-        self.heartbeat_seconds = _float(env, "STANDIN_HEARTBEAT_SECONDS", 120)
+        self.state_dir = Path(env.get("STANDIN_STATE_DIR", "/app/nocobase/storage"))
         self.startup_seconds = _float(env, "STANDIN_STARTUP_SECONDS", 1)
         self.start_seconds = _float(env, "STANDIN_START_SECONDS", 0)
         self.db_wait_seconds = _float(env, "STANDIN_DB_WAIT_SECONDS", 120)
-        self.redis_wait_seconds = _float(env, "STANDIN_REDIS_WAIT_SECONDS", 120)
-        self.key_prefix = env.get("STANDIN_KEY_PREFIX", DEFAULT_KEY_PREFIX)
-        self.lock_ttl_ms = int(_float(env, "STANDIN_LOCK_TTL_MS", consumer_mod.DEFAULT_LOCK_TTL_MS))
-        self.reclaim_idle_ms = int(_float(env, "STANDIN_RECLAIM_IDLE_MS", consumer_mod.DEFAULT_RECLAIM_IDLE_MS))
         self.app_version = env.get("STANDIN_APP_VERSION", STANDIN_VERSION)
-        self.multi_env = self.mode in ("supervisor", "worker")
-        # Protocol v1 keeps registry and commands in one keyspace (docs/protocol.md).
-        self.registry_url = self.supervisor_redis_url or self.command_redis_url
-        self.commands_url = self.command_redis_url or self.supervisor_redis_url
-        if self.multi_env and not self.registry_url:
-            raise ConfigError("APP_MODE=%s needs APP_SUPERVISOR_REDIS_URL and APP_COMMAND_REDIS_URL" % self.mode)
 
     def warnings(self):
         out = []
-        if self.mode and not self.multi_env:
-            out.append("APP_MODE=%r is neither supervisor nor worker: running as a single app" % self.mode)
-        if self.multi_env:
-            if self.command_adapter != "redis":
-                out.append("APP_COMMAND_ADAPTER is %r, not 'redis': NocoBase has no default command adapter, "
-                           "so commands between supervisor and workers are SILENTLY LOST"
-                           % self.command_adapter)
-            if self.discovery_adapter != "remote":
-                out.append("APP_DISCOVERY_ADAPTER is %r, multi-environment mode needs 'remote'"
-                           % self.discovery_adapter)
-            wanted = "remote" if self.mode == "supervisor" else "local"
-            if self.process_adapter != wanted:
-                out.append("APP_PROCESS_ADAPTER is %r, a %s needs %r" % (self.process_adapter, self.mode, wanted))
-            if self.supervisor_redis_url and self.command_redis_url and \
-                    self.supervisor_redis_url != self.command_redis_url:
-                out.append("APP_SUPERVISOR_REDIS_URL and APP_COMMAND_REDIS_URL differ; protocol v1 keeps registry "
-                           "and commands in one keyspace, the stand-in uses APP_COMMAND_REDIS_URL for both")
-            if self.mode == "worker" and not self.environment_name:
-                out.append("ENVIRONMENT_NAME is empty: this worker does not register as an environment")
+        if self.mode == "worker" and not self.multi_app_manager:
+            out.append("APPEND_PRESET_BUILT_IN_PLUGINS does not name @nocobase/plugin-multi-app-manager: "
+                       "applications:* answers 404, as on a real node without the plugin")
         if not self.app_key:
             out.append("APP_KEY is not set")
         elif self.app_key in PLACEHOLDER_APP_KEYS:
@@ -155,24 +113,40 @@ class Settings:
 
 
 class StandIn:
-    """State of one stand-in node, shared by the HTTP threads, the boot thread and the consumer."""
+    """The node's state, shared by the HTTP threads and the boot and start threads."""
 
     def __init__(self, settings):
         self.settings = settings
-        self.keys = Keyspace(settings.key_prefix)
         self.booted = threading.Event()
-        self.stop_event = threading.Event()
         self.shutdown = threading.Event()
         self.exit_code = 0
         self.lock = threading.Lock()
-        self.apps = {}  # app -> in-memory status (running, stopped, initialized)
-        self.action_counts = {}  # action -> {app: count}
+        self.db = {"root": None, "applications": {}}  # what NocoBase keeps in its database
+        self.status = {}  # app -> AppStatus, in memory as in NocoBase's supervisor
+        self.errors = {}  # app -> message of a failed start
+        self.start_counts = {}  # app -> how often it turned running
+        self.tokens = set()
         self.database = None
-        self.client = None
-        self.consumer = None
-        self.consuming = False
-        self.consumer_thread = None
         self.started_at = time.time()
+
+    # ------------------------------------------------------------------ "database"
+
+    @property
+    def state_file(self):
+        return self.settings.state_dir / "standin-db.json"
+
+    def load(self):
+        try:
+            self.db = json.loads(self.state_file.read_text())
+            return True
+        except FileNotFoundError:
+            return False
+
+    def save(self):
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.db, sort_keys=True))
+        os.chmod(tmp, 0o600)
+        tmp.replace(self.state_file)
 
     # ------------------------------------------------------------------ boot
 
@@ -184,128 +158,91 @@ class StandIn:
     def wait_for_database(self):
         s = self.settings
         if not s.db_host:
-            LOG.info("DB_HOST not set: no database to wait for")
             return True
         deadline = time.monotonic() + s.db_wait_seconds
-        attempt = 0
-        while not self.stop_event.is_set():
-            attempt += 1
+        while not self.shutdown.is_set():
             try:
                 with socket.create_connection((s.db_host, s.db_port), timeout=2):
                     pass
                 self.database = {"dialect": s.db_dialect or "postgres", "host": s.db_host, "port": s.db_port,
-                                 "database": s.db_database, "user": s.db_user}
-                LOG.info("database %s at %s:%d reachable (attempt %d)", s.db_database, s.db_host, s.db_port, attempt)
+                                 "database": s.db_database}
                 return True
             except OSError as exc:
                 if time.monotonic() >= deadline:
                     self.fail("database %s:%d not reachable after %.0fs: %s"
                               % (s.db_host, s.db_port, s.db_wait_seconds, exc))
                     return False
-                LOG.info("waiting for database %s:%d (%s)", s.db_host, s.db_port, exc)
-                self.stop_event.wait(min(1.0, max(0.05, deadline - time.monotonic())))
+                self.shutdown.wait(min(1.0, max(0.05, deadline - time.monotonic())))
         return False
-
-    def connect_redis(self):
-        s = self.settings
-        url = s.commands_url
-        client = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=3, socket_timeout=10)
-        deadline = time.monotonic() + s.redis_wait_seconds
-        while not self.stop_event.is_set():
-            try:
-                client.ping()
-                LOG.info("redis %s reachable", _redact(url))
-                self.client = client
-                return True
-            except redis.RedisError as exc:
-                if time.monotonic() >= deadline:
-                    self.fail("redis %s not reachable after %.0fs: %s" % (_redact(url), s.redis_wait_seconds, exc))
-                    return False
-                LOG.info("waiting for redis %s (%s)", _redact(url), exc)
-                self.stop_event.wait(min(1.0, max(0.05, deadline - time.monotonic())))
-        return False
-
-    def on_action(self, app, action, payload):
-        """What the reference consumer's actions mean here: an in-memory app table."""
-        with self.lock:
-            counts = self.action_counts.setdefault(action, {})
-            counts[app] = counts.get(app, 0) + 1
-            if action == "start":
-                self.apps[app] = "running"
-            elif action == "stop":
-                self.apps[app] = "stopped"
-            elif action == "create":
-                self.apps.setdefault(app, "initialized")
-            elif action == "remove":
-                self.apps.pop(app, None)
-        LOG.info("app %s: %s done (payload %s)", app, action, consumer_mod.dumps(payload or {}))
-
-    def consume(self):
-        try:
-            self.consumer.run(self.stop_event)
-        except Exception as exc:  # noqa: BLE001 - a worker whose consumer died must not look healthy
-            LOG.exception("consumer failed")
-            self.fail("consumer failed: %s" % exc)
 
     def boot(self):
         s = self.settings
         try:
             if not self.wait_for_database():
                 return
-            if s.multi_env and not self.connect_redis():
+            if s.startup_seconds > 0 and self.shutdown.wait(s.startup_seconds):
                 return
-            if s.startup_seconds > 0 and self.stop_event.wait(s.startup_seconds):
-                return
-            if s.mode == "worker" and s.environment_name:
-                register = s.discovery_adapter == "remote"
-                self.consuming = s.command_adapter == "redis"
-                self.consumer = consumer_mod.Consumer(
-                    self.client, s.environment_name, key_prefix=s.key_prefix,
-                    consumer_name="%s-%s-%d" % (s.environment_name, socket.gethostname(), os.getpid()),
-                    url=s.environment_url, proxy_url=s.environment_proxy_url or s.environment_url,
-                    app_version=s.app_version, lock_ttl_ms=s.lock_ttl_ms, reclaim_idle_ms=s.reclaim_idle_ms,
-                    heartbeat_seconds=s.heartbeat_seconds, on_action=self.on_action,
-                    start_delay=s.start_seconds, block_ms=500, register=register)
-                self.consumer.start()
-                if register:
-                    LOG.info("environment %s registered, heartbeat every %.0fs", s.environment_name,
-                             s.heartbeat_seconds)
-                if self.consuming:
-                    self.consumer_thread = threading.Thread(target=self.consume, name="consumer", daemon=True)
-                    self.consumer_thread.start()
-                else:
-                    _banner("not consuming commands: APP_COMMAND_ADAPTER is not 'redis'")
+            s.state_dir.mkdir(parents=True, exist_ok=True)
+            if self.load():
+                LOG.info("database already installed: INIT_ROOT_* are ignored, as NocoBase does")
+            else:
+                salt = secrets.token_hex(8)
+                self.db = {"root": {"email": s.root["email"], "username": s.root["username"], "salt": salt,
+                                    "password": _digest(s.root["password"], salt)}, "applications": {}}
+                self.save()
+                LOG.info("installed (root account %s)", s.root["email"])
             self.booted.set()
             LOG.info("%s ready in %.1fs", s.mode or "app", time.time() - self.started_at)
-        except consumer_mod.SchemaError as exc:
-            self.fail("refusing to start: %s" % exc)
+            # NocoBase's multi-app manager starts the apps with options.autoStart after the main app.
+            for name, row in sorted(self.db["applications"].items()):
+                if (row.get("options") or {}).get("autoStart"):
+                    self.start_app(name)
         except Exception as exc:  # noqa: BLE001 - any boot failure ends the process, like a failed NocoBase start
             LOG.exception("boot failed")
             self.fail("boot failed: %s" % exc)
 
-    def stop(self):
-        self.stop_event.set()
-        if self.consumer is not None:
-            if self.consumer_thread is not None:
-                self.consumer_thread.join(timeout=1.0)
-            else:
-                self.consumer.stop()
+    # ------------------------------------------------------------------ sub-apps
 
-    # ------------------------------------------------------------------ views
-
-    def app_status(self, app):
+    def start_app(self, name):
+        """Boot a sub-app in the background, as the supervisor does: initializing, then running."""
         with self.lock:
-            local = self.apps.get(app)
-        if local == "running":
-            return local
-        if self.client is not None and self.settings.environment_name:
-            try:
-                raw = self.client.hget(self.keys.status(app), self.settings.environment_name)
-                if raw:
-                    return json.loads(raw).get("status") or "not_found"
-            except (redis.RedisError, ValueError):
-                pass
-        return local or "not_found"
+            if self.status.get(name) in ("initializing", "running"):
+                return
+            self.status[name] = "initializing"
+            self.errors.pop(name, None)
+
+        def run():
+            if self.settings.start_seconds and self.shutdown.wait(self.settings.start_seconds):
+                return
+            with self.lock:
+                row = self.db["applications"].get(name)
+                if row is None or self.status.get(name) != "initializing":
+                    return
+                failure = (row.get("options") or {}).get(FAIL_OPTION)
+                if failure:
+                    self.status[name], self.errors[name] = "error", str(failure)
+                    return
+                self.status[name] = "running"
+                self.start_counts[name] = self.start_counts.get(name, 0) + 1
+            LOG.info("app %s running", name)
+
+        threading.Thread(target=run, name="start-" + name, daemon=True).start()
+
+    def app_status(self, name):
+        with self.lock:
+            if name not in self.db["applications"]:
+                return None
+            return self.status.get(name, "stopped")
+
+    def sign_in(self, account, password):
+        root = self.db.get("root") or {}
+        if account not in (root.get("email"), root.get("username")) or not isinstance(password, str):
+            return None
+        if not hmac.compare_digest(_digest(password, root["salt"]), root["password"]):
+            return None
+        token = secrets.token_hex(16)
+        self.tokens.add(token)
+        return token
 
     def state(self):
         s = self.settings
@@ -314,12 +251,12 @@ class StandIn:
                 "mode": s.mode or "single",
                 "environment": s.environment_name,
                 "booted": self.booted.is_set(),
-                "consuming": self.consuming,
                 "appVersion": s.app_version,
-                "apps": dict(self.apps),
-                "running": sorted(a for a, st in self.apps.items() if st == "running"),
-                "startCounts": dict(self.action_counts.get("start", {})),
-                "actionCounts": {k: dict(v) for k, v in self.action_counts.items()},
+                "rootAccount": (self.db.get("root") or {}).get("email"),
+                "applications": sorted(self.db["applications"]),
+                "apps": {name: self.status.get(name, "stopped") for name in self.db["applications"]},
+                "running": sorted(a for a, st in self.status.items() if st == "running"),
+                "startCounts": dict(self.start_counts),
                 "database": self.database,
                 "ports": s.ports,
                 "standin": True,
@@ -334,6 +271,8 @@ class Handler(BaseHTTPRequestHandler):
         if "__health_check" not in self.path:
             LOG.info("%s %s", self.address_string(), fmt % args)
 
+    # ------------------------------------------------------------------ answers
+
     def _send(self, code, body, content_type="text/plain; charset=utf-8"):
         data = body.encode("utf-8") if isinstance(body, str) else body
         self.send_response(code)
@@ -344,42 +283,170 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def _json(self, code, obj):
-        self._send(code, json.dumps(obj, sort_keys=True), "application/json")
+        self._send(code, json.dumps(obj, sort_keys=True), "application/json; charset=utf-8")
 
-    def _app_of_request(self, path):
-        for prefix in ("/apps/", "/api/__app/"):
-            if path.startswith(prefix):
-                return path[len(prefix):].split("/", 1)[0]
-        return self.headers.get("X-App") or None
+    def _data(self, data, **extra):
+        self._json(200, dict({"data": data}, **extra))
+
+    def _errors(self, code, message, error_code=None):
+        item = {"message": message}
+        if error_code:
+            item["code"] = error_code
+        self._json(code, {"errors": [item]})
+
+    def _gateway_error(self, code, error_code, message):
+        self._json(code, {"error": {"status": code, "code": error_code, "message": message}})
+
+    # ------------------------------------------------------------------ routing
+
+    def _body(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        if not length:
+            return {}
+        try:
+            body = json.loads(self.rfile.read(length))
+        except ValueError:
+            return None
+        return body if isinstance(body, dict) else None
+
+    def _selected_app(self, path):
+        """NocoBase's gateway: header X-App, query __appName, path /api/__app/<name>/ (highest first wins last)."""
+        query = parse_qs(urlsplit(self.path).query)
+        app = self.headers.get("X-App") or (query.get("__appName") or [None])[0]
+        if path.startswith("/api/__app/"):
+            app, _, rest = path[len("/api/__app/"):].partition("/")
+            path = "/api/" + rest
+        return (unquote(app) if app else None), path
 
     def do_GET(self):
         st = self.standin
-        path = urlsplit(self.path).path
-        if path in ("/api/__health_check", "/api/__health_check/"):
-            if st.booted.is_set():
-                return self._send(200, "ok")
-            return self._json(503, {"error": {"code": "APP_INITIALIZING", "message": "the stand-in is starting"}})
+        parts = urlsplit(self.path)
+        path = parts.path
         if path == "/__standin/state":
             return self._json(200, st.state())
-        app = self._app_of_request(path)
-        mode = st.settings.mode
-        if app is not None:
-            if not is_app_name(app):
-                return self._send(404, "app=%s not a valid app name\n" % app[:64])
-            if mode == "worker":
-                env = st.settings.environment_name
-                status = st.app_status(app)
-                return self._send(200 if status == "running" else 503,
-                                  "app=%s environment=%s status=%s\n" % (app, env, status))
-            return self._send(200, "app=%s served-by=%s\n" % (app, mode or "single"))
-        if path == "/":
-            if mode == "worker":
-                return self._send(200, "nocobase worker environment=%s\n" % st.settings.environment_name)
-            return self._send(200, "nocobase %s\n" % (mode or "app"))
-        return self._send(404, "not found\n")
+        if path.startswith("/apps/"):
+            return self._client(path[len("/apps/"):].split("/", 1)[0])
+        app, path = self._selected_app(path)
+        if path in ("/api/__health_check", "/api/__health_check/") and app is None:
+            if st.booted.is_set():
+                return self._send(200, "ok")
+            return self._gateway_error(503, "APP_INITIALIZING", "application main is initializing")
+        if not st.booted.is_set():
+            return self._gateway_error(503, "APP_INITIALIZING", "application main is initializing")
+        if app is not None and app != "main":
+            return self._sub_app(app, path)
+        if not path.startswith("/api/"):
+            return self._send(200, "nocobase %s %s\n" % (st.settings.mode or "app", st.settings.environment_name))
+        action = path[len("/api/"):]
+        if action == "app:getInfo":
+            return self._data({"name": "main", "version": st.settings.app_version, "lang": "en-US"})
+        if action == "auth:signIn" and self.command == "POST":
+            return self._sign_in()
+        if action.startswith("applications:"):
+            if not st.settings.multi_app_manager:
+                return self._errors(404, "resource applications not found")
+            if not self._authenticated():
+                return self._errors(401, "Unauthenticated. Please sign in to continue.", "EMPTY_TOKEN")
+            return self._applications(action.split(":", 1)[1], parse_qs(parts.query))
+        return self._errors(404, "not found")
 
     do_HEAD = do_GET
     do_POST = do_GET
+
+    def _authenticated(self):
+        header = self.headers.get("Authorization") or ""
+        return header.startswith("Bearer ") and header[len("Bearer "):] in self.standin.tokens
+
+    def _sign_in(self):
+        if (self.headers.get("X-Authenticator") or "") != "basic":
+            return self._errors(400, "Authenticator not found")
+        body = self._body() or {}
+        token = self.standin.sign_in(body.get("account"), body.get("password"))
+        if token is None:
+            return self._errors(401, "The username/email or password is incorrect, please re-enter")
+        root = self.standin.db["root"]
+        return self._data({"token": token, "user": {"id": 1, "email": root["email"], "username": root["username"]}})
+
+    def _client(self, app):
+        """/apps/<app>/...: the client of a sub-app. Body names the app and the environment."""
+        st = self.standin
+        status = st.app_status(app) if APP_NAME.match(app or "") else None
+        code = 200 if status == "running" else 503
+        return self._send(code, "app=%s environment=%s status=%s\n"
+                          % (app[:64], st.settings.environment_name or "-", status or "not_found"))
+
+    def _sub_app(self, app, path):
+        st = self.standin
+        status = st.app_status(app)
+        if status is None:
+            return self._gateway_error(404, "APP_NOT_FOUND", "application %s not found" % app[:64])
+        if status == "error":
+            return self._gateway_error(503, "APP_ERROR", st.errors.get(app, "app error"))
+        if status == "stopped":
+            return self._gateway_error(503, "APP_STOPPED", "application %s is stopped" % app)
+        if status != "running":
+            return self._gateway_error(503, "APP_INITIALIZING", "application %s is initializing" % app)
+        if path == "/api/app:getInfo":
+            return self._data({"name": app, "version": st.settings.app_version, "lang": "en-US"})
+        return self._send(200, "app=%s environment=%s status=running\n" % (app, st.settings.environment_name or "-"))
+
+    def _applications(self, action, query):
+        st = self.standin
+        key = (query.get("filterByTk") or [None])[0]
+        if action == "list":
+            filt = json.loads((query.get("filter") or ["{}"])[0] or "{}")
+            page = int((query.get("page") or ["1"])[0])
+            size = int((query.get("pageSize") or ["20"])[0])
+            with st.lock:
+                rows = [dict(row, name=name, status=st.status.get(name, "stopped"))
+                        for name, row in sorted(st.db["applications"].items())
+                        if "name" not in filt or filt["name"] == name]
+            chunk = rows[(page - 1) * size: page * size]
+            return self._data(chunk, meta={"count": len(rows), "page": page, "pageSize": size,
+                                           "totalPage": max(1, -(-len(rows) // size))})
+        if self.command != "POST":
+            return self._errors(405, "method not allowed")
+        if action == "create":
+            body = self._body()
+            name = (body or {}).get("name")
+            if not isinstance(name, str) or not APP_NAME.match(name) or name == "main":
+                return self._errors(400, "invalid application name")
+            with st.lock:
+                if name in st.db["applications"]:
+                    return self._errors(400, "name must be unique")
+                options = body.get("options") if isinstance(body.get("options"), dict) else {}
+                st.db["applications"][name] = {"displayName": body.get("displayName"), "cname": body.get("cname"),
+                                               "options": options}
+                st.save()
+            st.start_app(name)  # create bootstraps the app; the stand-in lets it run at once
+            return self._data({"name": name})
+        with st.lock:
+            row = st.db["applications"].get(key)
+        if action == "start":
+            if row is not None:
+                st.start_app(key)
+            return self._data("ok")
+        if action == "stop":
+            with st.lock:
+                if row is not None:
+                    st.status[key] = "stopped"
+            return self._data("ok")
+        if action == "update":
+            body = self._body() or {}
+            with st.lock:
+                if row is None:
+                    return self._errors(404, "application %s not found" % key)
+                if isinstance(body.get("options"), dict):
+                    row["options"] = body["options"]
+                st.save()
+            return self._data([dict(row, name=key)])
+        if action == "destroy":
+            with st.lock:
+                gone = st.db["applications"].pop(key, None)
+                st.status.pop(key, None)
+                st.save()
+            return self._data(1 if gone is not None else 0)
+        return self._errors(404, "action %s not found" % action)
 
 
 def serve(settings):
@@ -403,7 +470,6 @@ def serve(settings):
     threading.Thread(target=standin.boot, name="boot", daemon=True).start()
     while not standin.shutdown.wait(0.5):
         pass
-    standin.stop()
     for httpd in servers:
         httpd.shutdown()
         httpd.server_close()
@@ -421,13 +487,9 @@ def main():
         LOG.error("configuration error: %s", exc)
         return 2
     for warning in settings.warnings():
-        if "SILENTLY" in warning:
-            _banner(warning)
-        else:
-            LOG.warning(warning)
-    LOG.info("mode=%s environment=%s redis=%s database=%s@%s", settings.mode or "single",
-             settings.environment_name or "-", _redact(settings.commands_url) or "-",
-             settings.db_database or "-", settings.db_host or "-")
+        LOG.warning(warning)
+    LOG.info("mode=%s environment=%s database=%s@%s", settings.mode or "single",
+             settings.environment_name or "-", settings.db_database or "-", settings.db_host or "-")
     try:
         return serve(settings)
     except OSError as exc:

@@ -1,18 +1,17 @@
 # Copyright (c) nocobase.multienv contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Reference consumer of control-plane protocol v1 (docs/protocol.md, "Consumer half").
+"""The consumer half of control-plane protocol v1 (docs/protocol.md), shipped in the worker agent.
 
-This is test tooling, not part of the collection: it is what a NocoBase worker does with the
-commands our modules enqueue, written out so that tests (and the NocoBase stand-in image,
-tests/standin/server.py) can run a real worker loop against a real Redis.  Plain Python 3.11,
-stdlib and redis-py only (works with redis-py 4.3.4, Debian's python3-redis, and 8.x).
+The agent (agent.py beside this file) runs one Consumer per worker environment and gives it the
+NocoBase actions as its on_action hook; tests run it directly against a real Redis.  Plain Python
+3.11, stdlib and redis-py only (works with redis-py 4.3.4, Debian's python3-redis, and 8.x).
 
 Every key name comes from _keyspace.py; nothing here spells a key.
 
-Manual use::
+Manual use (a consumer with no NocoBase behind it, for experiments)::
 
-    python3 tests/standin/consumer.py --redis-url redis://127.0.0.1:6379/0 --environment env_a
+    python3 roles/worker/files/agent/consumer.py --redis-url redis://127.0.0.1:6379/0 --environment env_a
 """
 
 from __future__ import annotations
@@ -31,10 +30,10 @@ from pathlib import Path
 
 import redis
 
-try:  # beside this file in the stand-in image (/opt/standin/_keyspace.py)
+try:  # beside this file in the agent image
     import _keyspace
-except ImportError:  # in the repository: tests/standin/ -> plugins/module_utils/
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins" / "module_utils"))
+except ImportError:  # in the collection: roles/worker/files/agent/ -> plugins/module_utils/
+    sys.path.insert(0, str(Path(__file__).resolve().parents[4] / "plugins" / "module_utils"))
     import _keyspace
 
 from _keyspace import (  # noqa: E402
@@ -56,7 +55,7 @@ from _keyspace import (  # noqa: E402
 # parse_schema_version's error for a schema key that is not a number.
 _SCHEMA_PARSE_ERRORS = (ValueError, getattr(_keyspace, "ControlPlaneError", ValueError))
 
-LOG = logging.getLogger("standin.consumer")
+LOG = logging.getLogger("agent.consumer")
 
 DEFAULT_LOCK_TTL_MS = 60_000
 DEFAULT_RECLAIM_IDLE_MS = 30_000
@@ -100,6 +99,11 @@ RELEASE_LUA = "if redis.call('get',KEYS[1])==ARGV[1] then return redis.call('del
 
 class SchemaError(RuntimeError):
     """The keyspace was written by a newer protocol version (or holds garbage)."""
+
+
+class ActionAborted(Exception):
+    """Raised by an on_action hook that gave up because the consumer is stopping: the entry stays
+    unacknowledged (its status shows the progress) and is carried out after a restart."""
 
 
 def _str(value):
@@ -196,9 +200,10 @@ class _KeepAlive:
 class Consumer:
     """One worker of one environment, following docs/protocol.md "Consumer half".
 
-    on_action(app, action, payload) is what really creating/starting/stopping/removing an app
-    means; it runs after the progress status is written and before the final one.  An exception
-    from it turns into status ``error`` with the exception text as message.
+    on_action(app, action, payload, record) is what really creating/starting/stopping/removing an
+    app means (record: the app record from Redis as a dict, None for a remove of an unknown app);
+    it runs after the progress status is written and before the final one.  An exception from it
+    turns into status ``error`` with the exception text as message.
     """
 
     def __init__(self, client, environment, key_prefix=DEFAULT_KEY_PREFIX, consumer_name=None,
@@ -406,19 +411,23 @@ class Consumer:
                 break
         return total
 
-    def run(self, stop_event=None, deadline=None):
+    def run(self, stop_event=None, deadline=None, ready=None):
         """Loop until stop_event is set or time.monotonic() passes deadline; then stop beating.
 
-        Redis errors are logged and retried with a bounded backoff; a consumer group that vanished
-        (the stream was deleted, e.g. by unregistering the environment) is created again.
+        ready, when given, is called before every iteration: while it returns false nothing is
+        consumed (the agent holds commands back while its NocoBase is not healthy).  Redis errors
+        are logged and retried with a bounded backoff; a consumer group that vanished (the stream
+        was deleted, e.g. by unregistering the environment) is created again.
         """
         if stop_event is not None:
             self._stop_event = stop_event
         backoff = 0.1
         try:
-            self.start()
             while not self._stop_event.is_set() and (deadline is None or time.monotonic() < deadline):
                 try:
+                    if ready is not None and not ready():
+                        self._stop_event.wait(self.retry_ms / 1000.0)
+                        continue
                     self.step()
                     backoff = 0.1
                     continue
@@ -511,9 +520,9 @@ class Consumer:
     def _status(self, app, status, request_id, message=""):
         self.client.hset(self.keys.status(app), self.environment, status_record(status, request_id, message))
 
-    def _call(self, app, action, payload):
+    def _call(self, app, action, payload, record):
         if self.on_action is not None:
-            self.on_action(app, action, payload)
+            self.on_action(app, action, payload, record)
 
     def process(self, entry_id, fields):
         """Process one entry. Returns 'done', 'deferred', 'duplicate', 'dropped' or 'aborted'."""
@@ -535,9 +544,19 @@ class Consumer:
             self._ack_only(entry_id, field, request_id)
             return "duplicate"
         # 2. App known?
-        if action != "remove" and self.client.hget(self.keys.apps, app) is None:
+        raw_record = self.client.hget(self.keys.apps, app)
+        if action != "remove" and raw_record is None:
             self._finish(entry_id, app, action, request_id,
                          status_record("not_found", request_id, "app %s is not registered" % app))
+            return "done"
+        try:
+            record = json.loads(_str(raw_record)) if raw_record is not None else None
+        except ValueError:
+            record = "malformed"
+        if record is not None and not isinstance(record, dict):
+            LOG.warning("%s: the record of app %s is not a JSON object", self.consumer_name, app)
+            self._finish(entry_id, app, action, request_id,
+                         status_record("error", request_id, "the record of app %s is not a JSON object" % app))
             return "done"
         try:
             environments = json.loads(fields.get("environments") or "[]")
@@ -572,10 +591,13 @@ class Consumer:
                     self._status(app, "initializing", request_id)
                     LOG.info("%s: starting %s (%s)", self.consumer_name, app, request_id)
                     if self.start_delay and self._stop_event.wait(self.start_delay):
-                        LOG.info("%s: stopped in the middle of starting %s", self.consumer_name, app)
-                        self._release(keys=[self.keys.lock(app)], args=[token])
-                        return "aborted"
-                self._call(app, action, payload)
+                        raise ActionAborted()
+                self._call(app, action, payload, record)
+            except ActionAborted:
+                LOG.info("%s: stopped in the middle of %s %s", self.consumer_name, action, app)
+                if token:
+                    self._release(keys=[self.keys.lock(app)], args=[token])
+                return "aborted"
             except Exception as exc:  # noqa: BLE001 - any failure of the action is the app's error status
                 LOG.warning("%s: %s %s failed: %s", self.consumer_name, action, app, exc)
                 final, message = "error", "%s failed: %s" % (action, exc)
@@ -596,7 +618,7 @@ def main(argv=None):
     parser.add_argument("--consumer-name", default=None, help="unique per replica; default <host>-<pid>-<random>")
     parser.add_argument("--url", default=env.get("ENVIRONMENT_URL", ""))
     parser.add_argument("--proxy-url", default=env.get("ENVIRONMENT_PROXY_URL", ""))
-    parser.add_argument("--app-version", default="2.0.0-standin")
+    parser.add_argument("--app-version", default="")
     parser.add_argument("--lock-ttl-ms", type=int, default=DEFAULT_LOCK_TTL_MS)
     parser.add_argument("--reclaim-idle-ms", type=int, default=DEFAULT_RECLAIM_IDLE_MS)
     parser.add_argument("--heartbeat-seconds", type=float, default=DEFAULT_HEARTBEAT_SECONDS)
@@ -617,7 +639,7 @@ def main(argv=None):
                                   socket_timeout=max(10.0, args.block_ms / 1000.0 + 5))
     consumer_name = args.consumer_name or "%s-%d" % (socket.gethostname(), os.getpid())
 
-    def on_action(app, action, payload):
+    def on_action(app, action, payload, _record):
         LOG.info("action %s %s payload=%s", action, app, dumps(payload))
         if args.record_key:
             client.rpush(args.record_key, dumps({"app": app, "action": action, "environment": args.environment,

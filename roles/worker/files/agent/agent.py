@@ -1,0 +1,375 @@
+# Copyright (c) nocobase.multienv contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The worker agent: what carries out the control plane's commands on a real NocoBase worker.
+
+Open-source NocoBase does not read our Redis keyspace (its multi-environment runtime is a closed
+plugin), so one agent runs beside each worker environment (docs/agent.md).  It is the consumer
+half of docs/protocol.md (consumer.py) with NocoBase's open-source multi-app manager behind it
+(nocobase_api.py):
+
+- it registers and heartbeats its environment only while the worker answers its health check
+  (and accepts the platform's root account), with ``appVersion`` read from NocoBase;
+- it consumes the environment's command stream only then: start -> applications:create (first
+  time in this worker) or applications:start, then waits until the sub-app answers as itself;
+  stop -> applications:stop; remove -> applications:destroy (the app's database is kept);
+- every time the worker (re)turns healthy, it brings the worker's apps back to what Redis says
+  (apps ``running`` here are started again, apps ``stopped`` here are stopped).
+
+Configuration is environment variables (see Settings); a ``*_FILE`` variant reads a secret from a
+file.  Secrets are never logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import consumer as consumer_mod  # noqa: E402  (also makes _keyspace importable)
+from _keyspace import DEFAULT_KEY_PREFIX, Keyspace, is_app_name, is_environment_name, now_ms  # noqa: E402
+from nocobase_api import AuthError, NocoBase, NocoBaseError, error_code, error_message  # noqa: E402
+
+import redis  # noqa: E402
+
+LOG = logging.getLogger("agent")
+
+# A cname is a DNS name; it reaches NocoBase's applications table and nginx server names.
+CNAME_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+
+
+class ConfigError(Exception):
+    """A setting the agent cannot run with; the message names the variable, never its value."""
+
+
+def _read(env, name, default=None, secret=False):
+    """VALUE of NAME, or the content of the file NAME_FILE names (for secrets)."""
+    path = env.get(name + "_FILE")
+    if path:
+        try:
+            return Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError("%s_FILE: cannot read %s (%s)" % (name, path, exc.strerror)) from None
+    value = env.get(name, default)
+    if value is None and secret:
+        raise ConfigError("%s (or %s_FILE) is required" % (name, name))
+    return value
+
+
+def _number(env, name, default, kind=float, minimum=0):
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError("%s must be a number, got %r" % (name, raw)) from None
+    if value < minimum:
+        raise ConfigError("%s must be at least %s, got %s" % (name, minimum, raw))
+    return value
+
+
+def redact(url):
+    """A URL without its password, for logs."""
+    parts = urlsplit(url or "")
+    if parts.password is None:
+        return url
+    return "%s://%s:***@%s%s" % (parts.scheme, parts.username or "", parts.netloc.rsplit("@", 1)[1], parts.path)
+
+
+class Settings:
+    """Everything the agent reads from its environment."""
+
+    def __init__(self, env):
+        self.environment = env.get("ENVIRONMENT_NAME", "")
+        if not is_environment_name(self.environment):
+            raise ConfigError("ENVIRONMENT_NAME must match the protocol's environment name rule, got %r"
+                              % self.environment[:80])
+        self.environment_url = env.get("ENVIRONMENT_URL", "")
+        self.environment_proxy_url = env.get("ENVIRONMENT_PROXY_URL", "") or self.environment_url
+        self.redis_url = _read(env, "AGENT_REDIS_URL", secret=True)
+        if urlsplit(self.redis_url).scheme not in ("redis", "rediss", "unix"):
+            raise ConfigError("AGENT_REDIS_URL must be a redis://, rediss:// or unix:// URL")
+        self.nocobase_url = env.get("AGENT_NOCOBASE_URL", "")
+        if urlsplit(self.nocobase_url).scheme not in ("http", "https"):
+            raise ConfigError("AGENT_NOCOBASE_URL must be the worker's http:// URL, got %r" % self.nocobase_url[:80])
+        self.root_account = _read(env, "AGENT_ROOT_ACCOUNT", secret=True)
+        self.root_password = _read(env, "AGENT_ROOT_PASSWORD", secret=True)
+        self.key_prefix = env.get("AGENT_KEY_PREFIX", DEFAULT_KEY_PREFIX)
+        self.consumer_name = env.get("AGENT_CONSUMER_NAME") or "%s-%s" % (self.environment, socket.gethostname())
+        self.heartbeat_seconds = _number(env, "AGENT_HEARTBEAT_SECONDS", 120.0, minimum=0.1)
+        self.health_seconds = _number(env, "AGENT_HEALTH_SECONDS", 5.0, minimum=0.1)
+        self.start_timeout = _number(env, "AGENT_START_TIMEOUT", 600.0, minimum=1)
+        self.stop_timeout = _number(env, "AGENT_STOP_TIMEOUT", 120.0, minimum=1)
+        self.lock_ttl_ms = _number(env, "AGENT_LOCK_TTL_MS", consumer_mod.DEFAULT_LOCK_TTL_MS, int, 100)
+        self.reclaim_idle_ms = _number(env, "AGENT_RECLAIM_IDLE_MS", consumer_mod.DEFAULT_RECLAIM_IDLE_MS, int, 100)
+        self.stale_after = _number(env, "AGENT_STALE_AFTER", 360.0, minimum=1)
+        self.http_timeout = _number(env, "AGENT_HTTP_TIMEOUT", 10.0, minimum=0.5)
+
+
+def checked_app_record(app, record):
+    """The fields of an app record that reach NocoBase, validated (records in Redis are not trusted)."""
+    if not isinstance(record, dict):
+        raise ValueError("the record of app %s is not a JSON object" % app)
+    title = record.get("title")
+    if title is not None and (not isinstance(title, str) or len(title) > 255 or any(ord(c) < 32 for c in title)):
+        raise ValueError("app %s: field title must be a one-line string of at most 255 characters" % app)
+    cname = record.get("cname")
+    if cname is not None and (not isinstance(cname, str) or not CNAME_RE.match(cname)):
+        raise ValueError("app %s: field cname must be a DNS name" % app)
+    options = record.get("options", {})
+    if not isinstance(options, dict):
+        raise ValueError("app %s: field options must be an object" % app)
+    return title, cname, options
+
+
+class Agent:
+    """One worker environment: health-gated registration, command consumption and resync."""
+
+    def __init__(self, settings, client=None, api=None):
+        self.settings = settings
+        s = settings
+        self.client = client or redis.Redis.from_url(s.redis_url, decode_responses=True, socket_connect_timeout=5,
+                                                     socket_timeout=15, health_check_interval=30)
+        self.api = api or NocoBase(s.nocobase_url, s.root_account, s.root_password, timeout=s.http_timeout)
+        self.keys = Keyspace(s.key_prefix)
+        self.stop_event = threading.Event()
+        self.ready = threading.Event()  # NocoBase healthy and signed in, environment registered
+        self.resync_needed = threading.Event()
+        self.consumer = consumer_mod.Consumer(
+            self.client, s.environment, key_prefix=s.key_prefix, consumer_name=s.consumer_name,
+            url=s.environment_url, proxy_url=s.environment_proxy_url, lock_ttl_ms=s.lock_ttl_ms,
+            reclaim_idle_ms=s.reclaim_idle_ms, stale_after_seconds=s.stale_after, heartbeat_seconds=0,
+            on_action=self.act, register=False)
+        self.last_problem = None
+
+    # ------------------------------------------------------------------ health and heartbeat
+
+    def _problem(self, message):
+        """Log a problem once, not on every poll."""
+        if message != self.last_problem:
+            LOG.warning("%s", message)
+            self.last_problem = message
+
+    def check_once(self, last_beat):
+        """One health poll; returns the time of the last heartbeat written."""
+        ok, detail = self.api.health()
+        if ok:
+            try:
+                if not self.ready.is_set():
+                    self.api.sign_in()  # a node installed with other credentials must not look available
+                    self.consumer.app_version = self.api.version()
+                    self.consumer.register()
+                    self.resync_needed.set()
+                    self.ready.set()
+                    self.last_problem = None
+                    LOG.info("NocoBase %s healthy (version %s): environment %s registered",
+                             self.settings.nocobase_url, self.consumer.app_version, self.settings.environment)
+                    return time.monotonic()
+                if time.monotonic() - last_beat >= self.settings.heartbeat_seconds:
+                    self.consumer.heartbeat()
+                    return time.monotonic()
+                return last_beat
+            except AuthError as exc:
+                detail = str(exc)
+            except NocoBaseError as exc:
+                detail = "NocoBase answered its health check but not %s" % exc
+        if self.ready.is_set():
+            LOG.warning("NocoBase not healthy (%s): heartbeats and commands pause", detail)
+            self.ready.clear()
+        self._problem("waiting for NocoBase at %s: %s" % (self.settings.nocobase_url, detail))
+        return last_beat
+
+    def watch(self):
+        last_beat = 0.0
+        while not self.stop_event.is_set():
+            try:
+                last_beat = self.check_once(last_beat)
+            except (redis.RedisError, consumer_mod.SchemaError) as exc:
+                self.ready.clear()
+                self._problem("redis: %s" % exc)
+            self.stop_event.wait(self.settings.health_seconds)
+
+    def gate(self):
+        """Consume only while ready, after the worker's apps were brought back to what Redis says."""
+        if not self.ready.is_set():
+            return False
+        if self.resync_needed.is_set():
+            self.resync_needed.clear()
+            try:
+                self.resync()
+            except (NocoBaseError, redis.RedisError) as exc:
+                LOG.warning("resync failed (%s); retrying", exc)
+                self.resync_needed.set()
+                return False
+        return True
+
+    # ------------------------------------------------------------------ actions
+
+    def act(self, app, action, payload, record):
+        """The consumer's on_action hook: carry out one command on this worker's NocoBase."""
+        row = self.api.get_app(app)
+        if action == "remove":
+            if row is not None:
+                self.api.destroy_app(app)  # keeps the app's database: a command never drops data
+            return
+        title, cname, options = checked_app_record(app, record)
+        if action == "stop":
+            if row is not None:
+                self._set_auto_start(app, row, False)
+                self.api.stop_app(app)
+                self._wait_stopped(app)
+            return
+        if action == "create":
+            if row is None:
+                self.api.create_app(app, title, cname, dict(options, autoStart=False))
+            return
+        # start
+        if row is None:
+            LOG.info("creating app %s in NocoBase", app)
+            self.api.create_app(app, title, cname, dict(options, autoStart=True))
+        else:
+            self._set_auto_start(app, row, True)
+            if row.get("status") != "running":
+                self.api.start_app(app)
+        self._wait_running(app)
+
+    def _set_auto_start(self, app, row, value):
+        """NocoBase restarts apps with options.autoStart itself: keep it equal to the wanted state."""
+        current = row.get("options") if isinstance(row.get("options"), dict) else {}
+        if bool(current.get("autoStart")) != value:
+            self.api.update_app_options(app, dict(current, autoStart=value))
+
+    def _wait_running(self, app):
+        """Until the sub-app answers app:getInfo as itself (the request also starts a lazy app)."""
+        deadline = time.monotonic() + self.settings.start_timeout
+        last = "no answer"
+        while True:
+            try:
+                status, body = self.api.app_info(app)
+                data = body.get("data") if isinstance(body, dict) else None
+                if status == 200 and isinstance(data, dict) and data.get("name") == app:
+                    return
+                if error_code(body) in ("APP_ERROR", "COMMAND_ERROR"):
+                    raise NocoBaseError("NocoBase reports %s for app %s: %s" % (error_code(body), app, error_message(body)))
+                last = "HTTP %d %s" % (status, error_code(body) or error_message(body))
+            except NocoBaseError as exc:
+                if exc.status is not None or "reports" in str(exc):
+                    raise
+                last = str(exc)
+            if time.monotonic() >= deadline:
+                raise NocoBaseError("app %s did not answer as itself within %.0f s (last answer: %s)"
+                                    % (app, self.settings.start_timeout, last))
+            if self.stop_event.wait(1.0):
+                raise consumer_mod.ActionAborted()
+
+    def _wait_stopped(self, app):
+        deadline = time.monotonic() + self.settings.stop_timeout
+        while True:
+            row = self.api.get_app(app)
+            if row is None or row.get("status") in ("stopped", None):
+                return
+            if time.monotonic() >= deadline:
+                raise NocoBaseError("app %s still %s after %.0f s" % (app, row.get("status"), self.settings.stop_timeout))
+            if self.stop_event.wait(1.0):
+                raise consumer_mod.ActionAborted()
+
+    # ------------------------------------------------------------------ resync
+
+    def resync(self):
+        """Bring the worker's apps to what Redis says after NocoBase (re)turned healthy.
+
+        Apps with status ``running`` here are started (created first if the worker lost them);
+        apps ``stopped`` here are stopped.  Statuses keep their requestId; a failure is written as
+        ``error`` with NocoBase's message.
+        """
+        env = self.settings.environment
+        names = [n for n in self.client.hkeys(self.keys.apps) if is_app_name(n)]
+        if not names:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for name in names:
+            pipe.hget(self.keys.status(name), env)
+            pipe.hget(self.keys.apps, name)
+        replies = pipe.execute()
+        wanted = {}
+        for name, raw_status, raw_record in zip(names, replies[0::2], replies[1::2]):
+            try:
+                status = json.loads(raw_status) if raw_status else None
+                record = json.loads(raw_record) if raw_record else None
+            except ValueError:
+                LOG.warning("resync: skipping app %s, its status or record is not JSON", name)
+                continue
+            if isinstance(status, dict) and status.get("status") in ("running", "stopped"):
+                wanted[name] = (status, record)
+        if not wanted:
+            return
+        rows = self.api.list_apps()
+        for name, (status, record) in sorted(wanted.items()):
+            row = rows.get(name)
+            try:
+                if status["status"] == "running":
+                    if row is not None and row.get("status") == "running":
+                        continue
+                    LOG.info("resync: app %s runs here according to Redis; starting it", name)
+                    self.act(name, "start", {}, record)
+                elif row is not None and row.get("status") not in ("stopped", None):
+                    LOG.info("resync: app %s is stopped here according to Redis; stopping it", name)
+                    self.act(name, "stop", {}, record)
+                else:
+                    continue
+            except (NocoBaseError, ValueError) as exc:
+                self._write_status(name, "error", status.get("requestId"), "resync: %s" % exc)
+                continue
+            self._write_status(name, status["status"], status.get("requestId"), "")
+
+    def _write_status(self, app, status, request_id, message):
+        self.client.hset(self.keys.status(app), self.settings.environment,
+                         consumer_mod.dumps({"message": message, "requestId": request_id or "", "status": status,
+                                             "updatedAt": now_ms()}))
+
+    # ------------------------------------------------------------------ run
+
+    def run(self):
+        watcher = threading.Thread(target=self.watch, name="watch", daemon=True)
+        watcher.start()
+        self.consumer.run(self.stop_event, ready=self.gate)
+        watcher.join(timeout=5)
+
+    def stop(self):
+        self.stop_event.set()
+
+
+def main():
+    logging.basicConfig(level=os.environ.get("AGENT_LOG_LEVEL", "INFO").upper(), stream=sys.stdout,
+                        format="%(asctime)s [nocobase-agent] %(levelname)s %(message)s")
+    try:
+        settings = Settings(os.environ)
+    except ConfigError as exc:
+        LOG.error("configuration error: %s", exc)
+        return 2
+    LOG.info("environment %s, NocoBase %s, redis %s, consumer %s", settings.environment, settings.nocobase_url,
+             redact(settings.redis_url), settings.consumer_name)
+    agent = Agent(settings)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: agent.stop())
+    try:
+        agent.run()
+    except consumer_mod.SchemaError as exc:
+        LOG.error("refusing to run: %s", exc)
+        return 3
+    LOG.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

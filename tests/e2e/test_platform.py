@@ -56,8 +56,10 @@ class Platform:
             "nocobase_stale_after": 8,
             "nocobase_teardown_volumes": True,
             "nocobase_teardown_secrets": True,
-            "nocobase_extra_env": {"STANDIN_HEARTBEAT_SECONDS": "1", "STANDIN_START_SECONDS": "1",
-                                   "STANDIN_LOCK_TTL_MS": "3000", "STANDIN_RECLAIM_IDLE_MS": "2000"},
+            "nocobase_extra_env": {"STANDIN_START_SECONDS": "1"},
+            "worker_agent_heartbeat_interval": 1,
+            "worker_agent_extra_env": {"AGENT_HEALTH_SECONDS": "0.5", "AGENT_LOCK_TTL_MS": "3000",
+                                       "AGENT_RECLAIM_IDLE_MS": "2000"},
             "proxy_config_dir": str(self.root / "proxy"),
             "apps_list": APPS if apps is None else apps,
             "apps_wait_timeout": 120,
@@ -81,6 +83,21 @@ class Platform:
     @property
     def redis_password(self):
         return (self.secrets / "redis_password").read_text().strip()
+
+    @property
+    def root_password(self):
+        return (self.secrets / "root_password").read_text().strip()
+
+    def sign_in(self, port, account, password):
+        """HTTP status of NocoBase's sign-in on a node's published port."""
+        request = urllib.request.Request("http://127.0.0.1:%d/api/auth:signIn" % port, method="POST",
+                                         data=json.dumps({"account": account, "password": password}).encode(),
+                                         headers={"X-Authenticator": "basic", "Content-Type": "application/json"})
+        try:
+            with _OPENER.open(request, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
 
     def redis(self):
         return redis.Redis(host="127.0.0.1", port=self.ports["redis"], password=self.redis_password,
@@ -138,7 +155,7 @@ def platform(tmp_path_factory):
 
 
 def test_every_app_is_reached_through_the_proxy_in_its_environment(platform):
-    assert platform.get("/") == (200, "nocobase supervisor\n")
+    assert platform.get("/") == (200, "nocobase entry app\n")
     for path, headers, app, env in [
         ("/apps/crm/admin/", {}, "crm", "env_a"),
         ("/api/__app/crm/app:getLang", {}, "crm", "env_a"),
@@ -158,6 +175,37 @@ def test_the_two_environment_app_started_in_env_a_strictly_before_env_b(platform
     assert second["updatedAt"] - first["updatedAt"] >= 1000
     assert platform.standin_state("env_a")["startCounts"]["hr"] == 1
     assert platform.standin_state("env_b")["startCounts"]["hr"] == 1
+
+
+def test_every_node_has_the_generated_root_account_and_refuses_the_default(platform):
+    assert len(platform.root_password) == 32
+    for node in ("supervisor", "env_a", "env_b"):
+        port = platform.ports[node]
+        assert platform.sign_in(port, "root@example.com", platform.root_password) == 200, node
+        assert platform.sign_in(port, "admin@nocobase.com", "admin123") == 401, node
+        assert platform.sign_in(port, "root@example.com", "admin123") == 401, node
+
+
+def test_a_restarted_worker_gets_its_apps_back(platform):
+    platform.docker("restart", platform.container("worker-env_a"))
+    platform.wait(lambda: platform.get("/apps/crm/admin/")[0] == 200 and platform.get("/apps/hr/admin/")[0] == 200,
+                  timeout=90, what="crm and hr served again")
+    state = platform.standin_state("env_a")
+    assert state["running"] == ["crm", "hr"]  # a fresh process, apps back from its own database
+    assert platform.status("crm", "env_a")["status"] == "running"
+    agent_log = platform.docker("logs", platform.container("agent-env_a")).stdout
+    assert "heartbeats and commands pause" in agent_log  # it noticed, and resumed once healthy
+    assert platform.root_password not in agent_log and platform.redis_password not in agent_log
+
+
+def test_a_node_installed_with_other_root_credentials_fails_clearly(platform):
+    run = platform.playbook("supervisor.yml", "-e", "nocobase_root_password=another-root-password", check=False)
+    try:
+        assert run.returncode != 0
+        assert "%s refuses the root account root@example.com (HTTP 401)" % platform.container("supervisor") in run.stdout
+        assert "installed earlier" in run.stdout and "another-root-password" not in run.stdout
+    finally:
+        platform.playbook("supervisor.yml")  # back to the platform's secrets
 
 
 def nginx_reloads(platform):
@@ -183,10 +231,10 @@ def control_plane(platform):
     return producer(url, stale_after=8)  # the inventory's nocobase_stale_after
 
 
-def add_app(platform, name, environments):
+def add_app(platform, name, environments, options=None):
     plane = control_plane(platform)
-    plane.client.pipeline([("HSET", plane.keys.apps, name,
-                            json.dumps({"name": name, "environments": environments}, separators=(",", ":"), sort_keys=True))])
+    record = {"name": name, "environments": environments, "options": options or {}}
+    plane.client.pipeline([("HSET", plane.keys.apps, name, json.dumps(record, separators=(",", ":"), sort_keys=True))])
     return plane
 
 
@@ -197,7 +245,7 @@ def nothing_pending(platform, environments):
 
 
 def test_redis_restarted_between_enqueue_and_consumption(platform):
-    worker = platform.container("worker-env_b")
+    worker = platform.container("agent-env_b")  # the consumer of env_b
     plane = add_app(platform, "fault_redis", ["env_b"])
     platform.docker("pause", worker)
     try:
@@ -225,23 +273,23 @@ def _ping(platform):
         return None
 
 
-def test_worker_killed_while_holding_the_start_lock(platform):
-    worker = platform.container("worker-env_b")
-    plane = add_app(platform, "fault_lock", ["env_b"])
+def test_agent_killed_while_holding_the_start_lock(platform):
+    agent = platform.container("agent-env_b")
+    plane = add_app(platform, "fault_lock", ["env_b"], options={"standinStartSeconds": 6})
     request = plane.enqueue("fault_lock", "start", ["env_b"])["request_id"]
     client = platform.redis()
     platform.wait(lambda: (platform.status("fault_lock", "env_b") or {}).get("status") == "initializing",
                   what="the start under way")
     assert client.exists("nocobase:lock:fault_lock")
-    platform.docker("kill", worker)
-    # The lock expires (STANDIN_LOCK_TTL_MS=3000) while the worker is down.
+    platform.docker("kill", agent)
+    # The lock expires (AGENT_LOCK_TTL_MS=3000) while the agent is down.
     platform.wait(lambda: not client.exists("nocobase:lock:fault_lock"), timeout=30, what="the lock to expire")
     assert (platform.status("fault_lock", "env_b") or {}).get("status") == "initializing"
-    platform.docker("start", worker)
+    platform.docker("start", agent)
     platform.wait(lambda: (platform.status("fault_lock", "env_b") or {}).get("status") == "running",
-                  timeout=120, what="fault_lock running after the worker came back")
+                  timeout=120, what="fault_lock running after the agent came back")
     assert platform.status("fault_lock", "env_b")["requestId"] == request
-    assert platform.standin_state("env_b")["startCounts"] == {"fault_lock": 1}  # a fresh process: exactly one start
+    assert platform.standin_state("env_b")["startCounts"]["fault_lock"] == 1  # NocoBase was asked once
     assert client.zscore("nocobase:processed:env_b", request) is not None
     platform.wait(lambda: nothing_pending(platform, ["env_b"]), what="nothing pending")
     plane.client.close()
@@ -272,7 +320,7 @@ def test_a_stale_environment_gets_the_unavailable_page(platform):
     reloads = nginx_reloads(platform)
     platform.docker("stop", worker)
     try:
-        # nocobase_stale_after is 8 s in this inventory; the worker beat every second.
+        # nocobase_stale_after is 8 s in this inventory; the agent beat every second while its worker ran.
         time.sleep(9)
         platform.playbook("proxy.yml")
         status, body = platform.get("/apps/fault_stale/admin/")

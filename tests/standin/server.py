@@ -38,8 +38,10 @@ PLACEHOLDER_APP_KEYS = ("your-secret-key", "test-key")
 DEFAULT_DB_PORTS = {"postgres": 5432, "mysql": 3306, "mariadb": 3306, "kingbase": 54321}
 # NocoBase's first-install root account (packages/core/create-nocobase-app/templates/app/.env.tpl).
 DEFAULT_ROOT = {"email": "admin@nocobase.com", "username": "nocobase", "password": "admin123"}
-# Stand-in only: an app whose options carry this key fails to start with its value as message.
+# Stand-in only, in an app's options: fail its start with this message; take this many seconds to
+# start (instead of STANDIN_START_SECONDS).
 FAIL_OPTION = "standinFailStart"
+START_SECONDS_OPTION = "standinStartSeconds"
 
 
 class ConfigError(Exception):
@@ -211,8 +213,12 @@ class StandIn:
             self.status[name] = "initializing"
             self.errors.pop(name, None)
 
+        with self.lock:
+            options = (self.db["applications"].get(name) or {}).get("options") or {}
+        seconds = float(options.get(START_SECONDS_OPTION, self.settings.start_seconds))
+
         def run():
-            if self.settings.start_seconds and self.shutdown.wait(self.settings.start_seconds):
+            if seconds and self.shutdown.wait(seconds):
                 return
             with self.lock:
                 row = self.db["applications"].get(name)
@@ -336,7 +342,8 @@ class Handler(BaseHTTPRequestHandler):
         if app is not None and app != "main":
             return self._sub_app(app, path)
         if not path.startswith("/api/"):
-            return self._send(200, "nocobase %s %s\n" % (st.settings.mode or "app", st.settings.environment_name))
+            env = st.settings.environment_name
+            return self._send(200, "nocobase worker environment=%s\n" % env if env else "nocobase entry app\n")
         action = path[len("/api/"):]
         if action == "app:getInfo":
             return self._data({"name": "main", "version": st.settings.app_version, "lang": "en-US"})

@@ -79,6 +79,7 @@ SECRETS = {
     "nocobase_redis_password": "redis-password-123",
     "nocobase_postgres_password": "postgres-password-123",
     "nocobase_db_password": "db-password-123",
+    "nocobase_root_password": "root-password-123",
 }
 
 # name: (group_vars/all, host_vars, extra hosts by group, expected message fragments)
@@ -110,6 +111,18 @@ CASES = {
     "missing password, generation disabled": (
         {"nocobase_secrets_generate": False, "nocobase_db_password": None}, {}, {},
         ["nocobase_db_password is not set and nocobase_secrets_generate is false"]),
+    "known default root password": (
+        {"nocobase_root_password": "admin123"}, {}, {},
+        ["nocobase_root_password is NocoBase's publicly known first-install password"]),
+    "bad root email": (
+        {"nocobase_root_email": "root"}, {}, {},
+        ["nocobase_root_email 'root' is not an email address"]),
+    "bad root username": (
+        {"nocobase_root_username": "root user"}, {}, {},
+        ["nocobase_root_username 'root user' must be 1 to 50 letters"]),
+    "managed root variable in extra env": (
+        {"nocobase_extra_env": {"INIT_ROOT_PASSWORD": "x" * 12}}, {}, {},
+        ["nocobase_extra_env sets 'INIT_ROOT_PASSWORD', which the roles manage"]),
     "misspelt adapter key in platform env": (
         {"nocobase_extra_env": {"APP_COMMAND_ADPATER": "redis"}}, {}, {},
         ["nocobase_extra_env has the misspelt key 'APP_COMMAND_ADPATER'"]),
@@ -229,6 +242,7 @@ def test_check_mode_on_a_new_platform_creates_nothing(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert "%s-worker-env_b would be created" % platform in output
+    assert "%s-agent-env_b would be created" % platform in output
     assert "ignored=0" in output and "ignored=1" not in output
     for kind in ("container", "network", "volume"):
         assert docker_names(kind, platform) == [], "%s created in check mode" % kind

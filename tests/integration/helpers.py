@@ -5,7 +5,13 @@ import contextlib
 import importlib
 import io
 import json
+import os
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
+from pathlib import Path
 
 from ansible.module_utils.testing import patch_module_args
 
@@ -70,3 +76,165 @@ def producer(url, key_prefix="nocobase:", stale_after=None):
     if stale_after is not None:
         plane.stale_after = stale_after
     return plane
+
+
+# ------------------------------------------------------------------ stand-in and agent processes
+
+REPO = Path(__file__).resolve().parents[2]
+STANDIN_SERVER = REPO / "tests" / "standin" / "server.py"
+AGENT = REPO / "roles" / "worker" / "files" / "agent" / "agent.py"
+# Variables of the stand-in and the agent: a test process never inherits them from the caller's shell.
+_OWN_PREFIXES = ("APP_", "DB_", "STANDIN_", "ENVIRONMENT_", "AGENT_", "INIT_ROOT_", "APPEND_PRESET_")
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through a proxy
+
+
+def clean_env(**overrides):
+    """os.environ without the stand-in's and the agent's variables, plus overrides (None removes)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_PREFIXES) and "ADPATER" not in k}
+    for key, value in overrides.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = str(value)
+    return env
+
+
+def http(port, path, method="GET", body=None, headers=None, timeout=5):
+    """(status, JSON body or text) from 127.0.0.1:port, or None when nothing answers there."""
+    data = None if body is None else json.dumps(body).encode()
+    all_headers = dict({"Content-Type": "application/json"} if data is not None else {}, **(headers or {}))
+    request = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), data=data, method=method,
+                                     headers=all_headers)
+    try:
+        with _OPENER.open(request, timeout=timeout) as response:
+            status, raw = response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read().decode()
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return None
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw
+
+
+class Process:
+    """A subprocess with its output in a log file."""
+
+    def __init__(self, args, env, log_path):
+        self.log_path = log_path
+        self._log = open(log_path, "w")
+        self.proc = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def log(self):
+        return self.log_path.read_text()
+
+    def wait_log(self, text, timeout=10.0):
+        wait_for(lambda: text in self.log(), timeout=timeout, interval=0.05, what="%r in %s" % (text, self.log_path))
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def terminate(self, timeout=10):
+        """SIGTERM, then the exit code (SIGKILL after `timeout` seconds)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(timeout=10)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        return self.proc.wait(timeout=10)
+
+    def close(self):
+        stop_processes([(self.proc, self._log)])
+
+
+class Processes:
+    """The processes a test starts; close() kills what is still running (fixture teardown)."""
+
+    def __init__(self, directory):
+        self.directory = Path(directory)
+        self.started = []
+
+    def start(self, name, args, env):
+        process = Process(args, env, self.directory / ("%s-%d.log" % (name, len(self.started))))
+        self.started.append(process)
+        return process
+
+    def close(self):
+        for process in self.started:
+            process.close()
+
+
+MULTI_APP_MANAGER = "@nocobase/plugin-multi-app-manager"
+
+
+class StandIn:
+    """A stand-in node (tests/standin/server.py, a fake NocoBase HTTP API) run as a process."""
+
+    def __init__(self, processes, env, ports):
+        self.processes, self.env, self.ports = processes, env, ports
+        self.process = processes.start("standin", [sys.executable, str(STANDIN_SERVER)], env)
+
+    @property
+    def port(self):
+        return self.ports[0]
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def log(self):
+        return self.process.log()
+
+    def request(self, path, method="GET", body=None, headers=None, token=None, port=None):
+        headers = dict(headers or {})
+        if token:
+            headers["Authorization"] = "Bearer " + token
+        return http(port or self.port, path, method, body, headers)
+
+    def sign_in(self, account, password):
+        return self.request("/api/auth:signIn", "POST", {"account": account, "password": password},
+                            headers={"X-Authenticator": "basic"})
+
+    def token(self, account, password):
+        answer = self.sign_in(account, password)
+        assert answer[0] == 200, answer
+        return answer[1]["data"]["token"]
+
+    def wait_healthy(self, timeout=15):
+        def healthy():
+            assert self.process.alive(), "stand-in exited early:\n" + self.log()
+            return self.request("/api/__health_check") == (200, "ok")
+        wait_for(healthy, timeout=timeout, interval=0.05, what="the stand-in's health check")
+
+    def state(self):
+        answer = self.request("/__standin/state")
+        assert answer is not None and answer[0] == 200, answer
+        return answer[1]
+
+    def restart(self, **overrides):
+        """A new process on the same ports and state directory (this one must have stopped)."""
+        assert not self.process.alive()
+        env = dict(self.env)
+        for key, value in overrides.items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = str(value)
+        return StandIn(self.processes, env, self.ports)
+
+
+def start_standin(processes, state_dir, ports, **overrides):
+    """A worker stand-in with the multi-app manager on `ports` (127.0.0.1); overrides: env (None removes)."""
+    settings = {"APP_MODE": "worker", "ENVIRONMENT_NAME": "env_a", "APP_KEY": "a-test-app-key",
+                "APP_HOST": "127.0.0.1", "APPEND_PRESET_BUILT_IN_PLUGINS": MULTI_APP_MANAGER,
+                "STANDIN_PORTS": ",".join(str(p) for p in ports), "STANDIN_STATE_DIR": str(state_dir),
+                "STANDIN_STARTUP_SECONDS": "0.2"}
+    settings.update(overrides)
+    return StandIn(processes, clean_env(**settings), list(ports))

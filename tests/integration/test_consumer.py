@@ -1,7 +1,7 @@
 # Copyright (c) nocobase.multienv contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The reference consumer (tests/standin/consumer.py) against a real Redis, fed by the real producer.
+"""The reference consumer (roles/worker/files/agent/consumer.py) against a real Redis, fed by the real producer.
 
 Commands are enqueued with the collection's ControlPlane (the producer half of docs/protocol.md);
 only redeliveries, which no correct producer makes on purpose, are written with a raw XADD.
@@ -26,8 +26,8 @@ from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import
     pending_field,
 )
 
-STANDIN = Path(__file__).resolve().parents[1] / "standin"
-sys.path.insert(0, str(STANDIN))
+AGENT_DIR = Path(__file__).resolve().parents[2] / "roles" / "worker" / "files" / "agent"
+sys.path.insert(0, str(AGENT_DIR))
 import consumer as standin_consumer  # noqa: E402
 
 # Short times so that reclaim and lock expiry happen within a test.
@@ -54,7 +54,7 @@ class Recorder:
     def __init__(self, client, key, env, seconds=0.0, fail=None):
         self.client, self.key, self.env, self.seconds, self.fail = client, key, env, seconds, fail
 
-    def __call__(self, app, action, payload):
+    def __call__(self, app, action, payload, record):
         self.client.rpush(self.key, "%s:%s:%s:begin" % (self.env, app, action))
         if self.seconds:
             time.sleep(self.seconds)
@@ -109,7 +109,7 @@ def cli(redis_server, key_prefix, tmp_path):
 
     def start(env, name, *extra):
         log = open(tmp_path / ("%s-%d.log" % (name, len(procs))), "w")
-        args = [sys.executable, str(STANDIN / "consumer.py"), "--redis-url", redis_server.url, "--environment", env,
+        args = [sys.executable, str(AGENT_DIR / "consumer.py"), "--redis-url", redis_server.url, "--environment", env,
                 "--key-prefix", key_prefix, "--consumer-name", name, "--heartbeat-seconds", "1",
                 "--block-ms", "100", "--duration", "60", *extra]
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
@@ -198,7 +198,7 @@ def test_replicas_of_one_environment_share_the_stream(rclient, keys, plane, make
 def test_unavailable_earlier_environment_does_not_block(rclient, keys, plane, make_consumer):
     """Step 3: a fresh earlier env blocks (entry deferred and kept touched); a stale or absent one does not."""
     calls = []
-    b = make_consumer("b", "b1", lambda app, action, payload: calls.append((app, action)))
+    b = make_consumer("b", "b1", lambda app, action, payload, record: calls.append((app, action)))
     b.start()
     put_app(rclient, keys, "crm", ["a", "b"])
     put_app(rclient, keys, "erp", ["x", "b"])
@@ -227,7 +227,7 @@ def test_unavailable_earlier_environment_does_not_block(rclient, keys, plane, ma
 def test_entries_of_one_app_keep_stream_order_while_deferred(rclient, keys, plane, make_consumer):
     """A stop queued behind a waiting start of the same app waits for it instead of overtaking it."""
     calls = []
-    b = make_consumer("b", "b1", lambda app, action, payload: calls.append(action))
+    b = make_consumer("b", "b1", lambda app, action, payload, record: calls.append(action))
     b.start()
     put_app(rclient, keys, "crm", ["a", "b"])
     rclient.hset(keys.heartbeats, "a", now_ms())  # a is available but nobody consumes its stream
@@ -265,7 +265,7 @@ def test_killed_consumer_entry_is_reclaimed_by_a_replica(rclient, keys, plane, c
     """SIGKILL mid-start: a replica reclaims the entry after the idle time and completes it exactly once."""
     rid, record_key = _start_entry_killed_mid_start(rclient, keys, plane, cli)
     killed_at = time.monotonic()
-    make_consumer("a", "survivor", run=True, on_action=lambda app, action, payload: rclient.rpush(
+    make_consumer("a", "survivor", run=True, on_action=lambda app, action, payload, record: rclient.rpush(
         record_key, json.dumps({"app": app, "action": action, "consumer": "survivor"})))
     wait_for(lambda: (status_of(rclient, keys, "crm", "a") or {}).get("status") == "running",
              timeout=15, what="the survivor to finish the start")
@@ -323,7 +323,7 @@ def test_long_start_keeps_lock_and_entry_alive(rclient, keys, plane, make_consum
 def test_duplicate_delivery_is_carried_out_once(rclient, keys, plane, make_consumer):
     """The same requestId delivered twice (before and after completion): one start; pending cleared."""
     calls = []
-    a = make_consumer("a", "a1", lambda app, action, payload: calls.append((app, action)))
+    a = make_consumer("a", "a1", lambda app, action, payload, record: calls.append((app, action)))
     put_app(rclient, keys, "crm", ["a"])
     result = plane.enqueue("crm", "start", environments=["a"], request_id="deploy-42")
     rid = result["request_id"]
@@ -373,8 +373,9 @@ def test_unknown_app_is_not_found(rclient, keys, plane, make_consumer):
 
 
 def test_create_start_stop_remove_statuses(rclient, keys, plane, make_consumer):
-    calls = []
-    a = make_consumer("a", "a1", lambda app, action, payload: calls.append((action, payload)))
+    calls, records = [], []
+    a = make_consumer("a", "a1", lambda app, action, payload, record: (calls.append((action, payload)),
+                                                                       records.append(record)))
     put_app(rclient, keys, "crm", ["a"])
     steps = [("create", "initialized"), ("start", "running"), ("stop", "stopped"), ("remove", None)]
     for action, wanted in steps:
@@ -392,6 +393,8 @@ def test_create_start_stop_remove_statuses(rclient, keys, plane, make_consumer):
         raw = rclient.hget(keys.status("crm"), "a")
         assert raw is None or raw == json.dumps(json.loads(raw), separators=(",", ":"), sort_keys=True)
     assert calls == [(action, {"step": action}) for action, _status in steps]
+    # The hook gets the app record from Redis as a dict (the app is still registered at its remove).
+    assert records == [{"environments": ["a"], "name": "crm", "options": {"dbConnType": "new_database"}}] * 4
     assert_nothing_pending(rclient, keys, ["a"], ["crm"])
     assert rclient.zcard(keys.processed("a")) == 4
 
@@ -444,7 +447,7 @@ def test_consumer_sets_schema_on_an_empty_keyspace(rclient, keys, make_consumer)
 def test_consumer_survives_its_stream_being_deleted(rclient, keys, plane, make_consumer):
     """Unregistering deletes the stream under a running consumer; it creates its group again."""
     calls = []
-    make_consumer("a", "a1", lambda app, action, payload: calls.append(app), run=True)
+    make_consumer("a", "a1", lambda app, action, payload, record: calls.append(app), run=True)
     put_app(rclient, keys, "crm", ["a"])
     rclient.delete(keys.commands("a"))
     wait_for(lambda: rclient.exists(keys.commands("a")), timeout=5, what="the consumer group again")

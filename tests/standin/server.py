@@ -401,9 +401,14 @@ class Handler(BaseHTTPRequestHandler):
         st = self.standin
         key = (query.get("filterByTk") or [None])[0]
         if action == "list":
-            filt = json.loads((query.get("filter") or ["{}"])[0] or "{}")
-            page = int((query.get("page") or ["1"])[0])
-            size = int((query.get("pageSize") or ["20"])[0])
+            try:
+                filt = json.loads((query.get("filter") or ["{}"])[0] or "{}")
+                page = max(1, int((query.get("page") or ["1"])[0]))
+                size = max(1, int((query.get("pageSize") or ["20"])[0]))
+            except ValueError:
+                return self._errors(400, "bad filter or paging parameters")
+            if not isinstance(filt, dict):
+                return self._errors(400, "filter must be an object")
             with st.lock:
                 rows = [dict(row, name=name, status=st.status.get(name, "stopped"))
                         for name, row in sorted(st.db["applications"].items())

@@ -17,7 +17,8 @@ half of docs/protocol.md (consumer.py) with NocoBase's open-source multi-app man
   (apps ``running`` here are started again, apps ``stopped`` here are stopped).
 
 Configuration is environment variables (see Settings); a ``*_FILE`` variant reads a secret from a
-file.  Secrets are never logged.
+file.  Secrets are never logged.  ``agent.py --healthcheck`` is the container's health check: it
+passes while the agent is ready (its NocoBase healthy, the environment registered).
 """
 
 from __future__ import annotations
@@ -79,11 +80,11 @@ def _number(env, name, default, kind=float, minimum=0):
 
 
 def redact(url):
-    """A URL without its password, for logs."""
-    parts = urlsplit(url or "")
-    if parts.password is None:
+    """A URL without its credentials, for logs (also when the password is not URL-encoded)."""
+    scheme, sep, rest = (url or "").partition("://")
+    if not sep or "@" not in rest:
         return url
-    return "%s://%s:***@%s%s" % (parts.scheme, parts.username or "", parts.netloc.rsplit("@", 1)[1], parts.path)
+    return "%s://***@%s" % (scheme, rest.rsplit("@", 1)[1])
 
 
 class Settings:
@@ -114,6 +115,25 @@ class Settings:
         self.reclaim_idle_ms = _number(env, "AGENT_RECLAIM_IDLE_MS", consumer_mod.DEFAULT_RECLAIM_IDLE_MS, int, 100)
         self.stale_after = _number(env, "AGENT_STALE_AFTER", 360.0, minimum=1)
         self.http_timeout = _number(env, "AGENT_HTTP_TIMEOUT", 10.0, minimum=0.5)
+        self.health_file = health_file(env)
+
+
+def health_file(env):
+    return Path(env.get("AGENT_HEALTH_FILE") or "/tmp/nocobase-agent.health")
+
+
+def healthcheck(env):
+    """Exit code of the container health check: 0 while the last health poll found the agent ready."""
+    path = health_file(env)
+    try:
+        state = path.read_text(encoding="utf-8").strip()
+        age = time.time() - path.stat().st_mtime
+    except OSError:
+        print("agent not started yet")
+        return 1
+    limit = max(30.0, 3 * _number(env, "AGENT_HEALTH_SECONDS", 5.0))
+    print("%s (%.0f s ago)" % (state, age))
+    return 0 if state == "ready" and age <= limit else 1
 
 
 def checked_app_record(app, record):
@@ -150,7 +170,9 @@ class Agent:
             url=s.environment_url, proxy_url=s.environment_proxy_url, lock_ttl_ms=s.lock_ttl_ms,
             reclaim_idle_ms=s.reclaim_idle_ms, stale_after_seconds=s.stale_after, heartbeat_seconds=0,
             on_action=self.act, register=False)
+        self.consumer.can_act = self.ready.is_set
         self.last_problem = None
+        self.fatal = None  # an error the agent must stop on (a newer protocol schema)
 
     # ------------------------------------------------------------------ health and heartbeat
 
@@ -194,10 +216,24 @@ class Agent:
         while not self.stop_event.is_set():
             try:
                 last_beat = self.check_once(last_beat)
-            except (redis.RedisError, consumer_mod.SchemaError) as exc:
+            except consumer_mod.SchemaError as exc:
+                self.fatal = exc
+                self.stop()
+            except redis.RedisError as exc:
                 self.ready.clear()
                 self._problem("redis: %s" % exc)
+            self._write_health()
             self.stop_event.wait(self.settings.health_seconds)
+
+    def _write_health(self):
+        """What the container's health check reads (agent.py --healthcheck)."""
+        try:
+            tmp = self.settings.health_file.with_suffix(".tmp")
+            tmp.write_text("ready" if self.ready.is_set() else "waiting: %s" % (self.last_problem or "starting"),
+                           encoding="utf-8")
+            tmp.replace(self.settings.health_file)
+        except OSError as exc:
+            self._problem("cannot write %s: %s" % (self.settings.health_file, exc))
 
     def gate(self):
         """Consume only while ready, after the worker's apps were brought back to what Redis says."""
@@ -207,7 +243,9 @@ class Agent:
             self.resync_needed.clear()
             try:
                 self.resync()
-            except (NocoBaseError, redis.RedisError) as exc:
+            except consumer_mod.ActionAborted:
+                return False
+            except (NocoBaseError, redis.RedisError, consumer_mod.ActionDeferred) as exc:
                 LOG.warning("resync failed (%s); retrying", exc)
                 self.resync_needed.set()
                 return False
@@ -216,7 +254,20 @@ class Agent:
     # ------------------------------------------------------------------ actions
 
     def act(self, app, action, payload, record):
-        """The consumer's on_action hook: carry out one command on this worker's NocoBase."""
+        """The consumer's on_action hook: carry out one command on this worker's NocoBase.
+
+        When NocoBase stops answering in the middle, the command is deferred (and tried again once
+        it is healthy), not failed: only NocoBase's own refusals become an ``error`` status.
+        """
+        try:
+            self._act(app, action, record)
+        except NocoBaseError as exc:
+            if (exc.status is None or exc.status >= 502) and not self.api.health()[0]:
+                self.ready.clear()  # the watch thread registers and resyncs again once it is healthy
+                raise consumer_mod.ActionDeferred("NocoBase does not answer: %s" % exc) from None
+            raise
+
+    def _act(self, app, action, record):
         row = self.api.get_app(app)
         if action == "remove":
             if row is not None:
@@ -256,16 +307,19 @@ class Agent:
         while True:
             try:
                 status, body = self.api.app_info(app)
+            except NocoBaseError as exc:
+                if not self.api.health()[0]:
+                    raise  # NocoBase itself is down: act() defers the command
+                last = str(exc)
+            else:
                 data = body.get("data") if isinstance(body, dict) else None
                 if status == 200 and isinstance(data, dict) and data.get("name") == app:
                     return
-                if error_code(body) in ("APP_ERROR", "COMMAND_ERROR"):
-                    raise NocoBaseError("NocoBase reports %s for app %s: %s" % (error_code(body), app, error_message(body)))
-                last = "HTTP %d %s" % (status, error_code(body) or error_message(body))
-            except NocoBaseError as exc:
-                if exc.status is not None or "reports" in str(exc):
-                    raise
-                last = str(exc)
+                code = error_code(body)
+                if code in ("APP_ERROR", "COMMAND_ERROR"):
+                    raise NocoBaseError("NocoBase reports %s for app %s: %s" % (code, app, error_message(body)),
+                                        status, code)
+                last = "HTTP %d %s" % (status, code or error_message(body))
             if time.monotonic() >= deadline:
                 raise NocoBaseError("app %s did not answer as itself within %.0f s (last answer: %s)"
                                     % (app, self.settings.start_timeout, last))
@@ -321,10 +375,10 @@ class Agent:
                     if row is not None and row.get("status") == "running":
                         continue
                     LOG.info("resync: app %s runs here according to Redis; starting it", name)
-                    self.act(name, "start", {}, record)
+                    self.act(name, "start", None, record)
                 elif row is not None and row.get("status") not in ("stopped", None):
                     LOG.info("resync: app %s is stopped here according to Redis; stopping it", name)
-                    self.act(name, "stop", {}, record)
+                    self.act(name, "stop", None, record)
                 else:
                     continue
             except (NocoBaseError, ValueError) as exc:
@@ -344,12 +398,16 @@ class Agent:
         watcher.start()
         self.consumer.run(self.stop_event, ready=self.gate)
         watcher.join(timeout=5)
+        if self.fatal is not None:
+            raise self.fatal
 
     def stop(self):
         self.stop_event.set()
 
 
 def main():
+    if sys.argv[1:] == ["--healthcheck"]:
+        return healthcheck(os.environ)
     logging.basicConfig(level=os.environ.get("AGENT_LOG_LEVEL", "INFO").upper(), stream=sys.stdout,
                         format="%(asctime)s [nocobase-agent] %(levelname)s %(message)s")
     try:

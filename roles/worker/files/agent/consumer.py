@@ -106,6 +106,11 @@ class ActionAborted(Exception):
     unacknowledged (its status shows the progress) and is carried out after a restart."""
 
 
+class ActionDeferred(Exception):
+    """Raised by an on_action hook that cannot act now (its NocoBase is down): the entry stays
+    unacknowledged in the consumer's deferred list and is tried again, not turned into an error."""
+
+
 def _str(value):
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
@@ -234,6 +239,9 @@ class Consumer:
         self.retry_ms = max(10, min(int(retry_ms), self.reclaim_idle_ms // 3))
         self.stale_after_seconds = stale_after_seconds
         self.register_environment = register
+        # Optional callable: while it returns false, entries are deferred before anything is
+        # written for them (the agent: while its NocoBase is not healthy).
+        self.can_act = None
         self._complete = client.register_script(COMPLETE_LUA)
         self._ack = client.register_script(ACK_LUA)
         self._extend = client.register_script(EXTEND_LUA)
@@ -543,6 +551,8 @@ class Consumer:
             LOG.info("%s: %s already processed, acknowledging redelivery %s", self.consumer_name, request_id, entry_id)
             self._ack_only(entry_id, field, request_id)
             return "duplicate"
+        if self.can_act is not None and not self.can_act():
+            return "deferred"
         # 2. App known?
         raw_record = self.client.hget(self.keys.apps, app)
         if action != "remove" and raw_record is None:
@@ -598,6 +608,11 @@ class Consumer:
                 if token:
                     self._release(keys=[self.keys.lock(app)], args=[token])
                 return "aborted"
+            except ActionDeferred as exc:
+                LOG.info("%s: %s %s deferred: %s", self.consumer_name, action, app, exc)
+                if token:
+                    self._release(keys=[self.keys.lock(app)], args=[token])
+                return "deferred"
             except Exception as exc:  # noqa: BLE001 - any failure of the action is the app's error status
                 LOG.warning("%s: %s %s failed: %s", self.consumer_name, action, app, exc)
                 final, message = "error", "%s failed: %s" % (action, exc)

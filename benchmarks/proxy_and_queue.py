@@ -5,8 +5,9 @@ From one run against a real redis-server on a free 127.0.0.1 port:
      ansible.builtin.template) for 10, 1,000 and 10,000 apps: time and bytes of config, with
      `nginx -t` on the largest file when an nginx binary or the offline nginx image is at hand;
   2. start-queue throughput: 1,000 starts enqueued by one nocobase.multienv.app_command task
-     (list form), drained by two NocoBase stand-ins (tests/standin/server.py, one per environment):
-     enqueue time, drain time, starts per second.
+     (list form), drained by two worker agents (roles/worker/files/agent/agent.py, one per
+     environment) acting on two NocoBase stand-ins (tests/standin/server.py, the fake NocoBase
+     HTTP API): enqueue time, drain time, starts per second.
 
 Usage: .venv/bin/python benchmarks/proxy_and_queue.py [--sizes 10,1000,10000] [--starts 1000]
 """
@@ -156,21 +157,27 @@ def bench_queue(server, starts):
     names = ["app_%d" % index for index in range(starts)]
     apps = [encode({"name": name, "environments": ["env_a" if index % 2 else "env_b"]}) for index, name in enumerate(names)]
     plane.client.pipeline([("HSET", plane.keys.apps) + tuple(item for pair in zip(names, apps) for item in pair)])
-    standins = []
+    processes = []
+    storage = tempfile.TemporaryDirectory()
     for env in ("env_a", "env_b"):
         port = free_port()
-        env_vars = dict(os.environ, APP_MODE="worker", APP_DISCOVERY_ADAPTER="remote", APP_PROCESS_ADAPTER="local",
-                        APP_COMMAND_ADAPTER="redis", APP_SUPERVISOR_REDIS_URL=server.url, APP_COMMAND_REDIS_URL=server.url,
-                        ENVIRONMENT_NAME=env, ENVIRONMENT_URL="http://127.0.0.1:%d" % port, STANDIN_PORTS=str(port),
-                        STANDIN_KEY_PREFIX=prefix, STANDIN_STARTUP_SECONDS="0", STANDIN_HEARTBEAT_SECONDS="2",
-                        STANDIN_LOG_LEVEL="WARNING")
-        standins.append(subprocess.Popen([sys.executable, str(REPO / "tests/standin/server.py")], env=env_vars,
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        node = dict(os.environ, APP_MODE="worker", APPEND_PRESET_BUILT_IN_PLUGINS="@nocobase/plugin-multi-app-manager",
+                    ENVIRONMENT_NAME=env, STANDIN_PORTS=str(port), STANDIN_STATE_DIR=os.path.join(storage.name, env),
+                    STANDIN_STARTUP_SECONDS="0", STANDIN_LOG_LEVEL="WARNING", INIT_ROOT_EMAIL="root@bench.test",
+                    INIT_ROOT_PASSWORD="bench-root-password")
+        agent = dict(os.environ, ENVIRONMENT_NAME=env, ENVIRONMENT_URL="http://127.0.0.1:%d" % port,
+                     AGENT_REDIS_URL=server.url, AGENT_KEY_PREFIX=prefix, AGENT_NOCOBASE_URL="http://127.0.0.1:%d" % port,
+                     AGENT_ROOT_ACCOUNT="root@bench.test", AGENT_ROOT_PASSWORD="bench-root-password",
+                     AGENT_HEALTH_SECONDS="0.2", AGENT_HEARTBEAT_SECONDS="2", AGENT_LOG_LEVEL="WARNING",
+                     AGENT_HEALTH_FILE=os.path.join(storage.name, env + ".health"))
+        for program, env_vars in (("tests/standin/server.py", node), ("roles/worker/files/agent/agent.py", agent)):
+            processes.append(subprocess.Popen([sys.executable, str(REPO / program)], env=env_vars,
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     try:
         deadline = time.monotonic() + 60
         while plane.client.execute("HLEN", plane.keys.heartbeats) < 2:
             if time.monotonic() > deadline:
-                raise RuntimeError("the stand-ins did not register")
+                raise RuntimeError("the agents did not register")
             time.sleep(0.1)
         targets = {name: ["env_a" if index % 2 else "env_b"] for index, name in enumerate(names)}
         done = {}
@@ -200,12 +207,13 @@ def bench_queue(server, starts):
         enqueue = task_end - task_start
         drain = done.get("at", time.time()) - task_start
     finally:
-        for process in standins:
+        for process in processes:
             process.terminate()
-        for process in standins:
+        for process in processes:
             process.wait(timeout=10)
+        storage.cleanup()
         plane.client.close()
-    print("start queue (%d starts, two stand-ins):" % starts)
+    print("start queue (%d starts, two agents on two stand-ins):" % starts)
     print("  enqueue, one task:  %7.2f s" % enqueue)
     print("  drain:              %7.2f s  from the task's start to the last start running (%d of %d)"
           % (drain, running, starts))

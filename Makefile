@@ -18,7 +18,7 @@ teardown:          ## remove the platform's containers and network (VOLUMES=true
 setup:
 	bash tools/setup.sh
 
-offline-images:    ## build the local images (Redis, PostgreSQL, nginx, NocoBase stand-in)
+offline-images:    ## build the local images (Redis, PostgreSQL, nginx, Python, the NocoBase stand-in, real NocoBase from npm)
 	bash tools/setup.sh --offline-images
 
 lint:

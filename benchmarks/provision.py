@@ -41,6 +41,7 @@ def write_layer(path: Path, platform: str, workers: int) -> None:
     (path / "host_vars").mkdir()
     (path / "group_vars" / "all" / "bench.yml").write_text(yaml.safe_dump({
         "nocobase_platform": platform,
+        "nocobase_image": "nocobase-multienv/nocobase-standin:offline",  # the stand-in, not real NocoBase
         "nocobase_redis_published_port": PORT_BASE + 379,
         "nocobase_secrets_dir": str(path / "secrets"),
         "nocobase_teardown_volumes": True,

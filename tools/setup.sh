@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything the deploy and test commands need on a fresh Debian 12 machine, installed idempotently:
 # Debian packages, the Python venv (.venv) from requirements.txt, this collection on Ansible's
-# collection path, a running Docker engine and, with --offline-images, the local images.
+# collection path, a running Docker engine and, with --offline-images, the local images (real
+# NocoBase among them).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -41,4 +42,5 @@ mkdir -p "$(dirname "$link")"
 bash tools/docker-engine.sh
 if [ "${1:-}" = "--offline-images" ]; then
   bash tools/offline-images.sh
+  bash tools/nocobase-image.sh  # real NocoBase from the npm registry (cached by recipe hash)
 fi

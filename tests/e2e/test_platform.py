@@ -25,6 +25,8 @@ from helpers import producer, wait_for
 from conftest import COLLECTIONS_PATH, REPO, free_port
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+# The fast tests run the NocoBase stand-in (tests/standin) instead of the offline inventory's real NocoBase.
+STANDIN_IMAGE = "nocobase-multienv/nocobase-standin:offline"
 
 APPS = [
     {"name": "crm", "title": "CRM", "environments": ["env_a"]},
@@ -51,6 +53,7 @@ class Platform:
             **(extra_hosts or {})}}}))
         (group_vars / "e2e.yml").write_text(yaml.safe_dump({
             "nocobase_platform": self.name,
+            "nocobase_image": STANDIN_IMAGE,
             "nocobase_redis_published_port": self.ports["redis"],
             "nocobase_secrets_dir": str(self.secrets),
             "nocobase_stale_after": 8,

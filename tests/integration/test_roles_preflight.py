@@ -230,8 +230,8 @@ def test_check_mode_on_a_new_platform_creates_nothing(tmp_path):
     network or volume (the roles predict the containers the missing network keeps them from
     checking, and skip the control plane that is not there yet)."""
     platform = "nbchk%s" % uuid.uuid4().hex[:8]
-    write_layer(tmp_path / "layer", {"nocobase_platform": platform, "nocobase_secrets_dir": str(tmp_path / "secrets")},
-                {}, {})
+    write_layer(tmp_path / "layer", {"nocobase_platform": platform, "nocobase_secrets_dir": str(tmp_path / "secrets"),
+                                     "nocobase_image": "nocobase-multienv/nocobase-standin:offline"}, {}, {})
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_PATH, ANSIBLE_NOCOLOR="1", NO_COLOR="1",
                ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false")
     playbook = Path(sys.executable).with_name("ansible-playbook")

@@ -290,7 +290,9 @@ class Agent:
             self.api.create_app(app, title, cname, dict(options, autoStart=True))
         else:
             self._set_auto_start(app, row, True)
-            if row.get("status") != "running":
+            # Only a settled, not running app gets applications:start: on a running app NocoBase
+            # runs upgrade and restart again, and on one that is booting the two interleave.
+            if row.get("status") in ("stopped", "error"):
                 self.api.start_app(app)
         self._wait_running(app)
 

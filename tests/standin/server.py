@@ -316,11 +316,11 @@ class Handler(BaseHTTPRequestHandler):
         return body if isinstance(body, dict) else None
 
     def _selected_app(self, path):
-        """NocoBase's gateway: header X-App, query __appName, path /api/__app/<name>/ (highest first wins last)."""
+        """(app, path) as NocoBase's gateway selects it: path /api/__app/<name>/ over query __appName over X-App."""
         query = parse_qs(urlsplit(self.path).query)
-        app = self.headers.get("X-App") or (query.get("__appName") or [None])[0]
+        app = (query.get("__appName") or [None])[0] or self.headers.get("X-App")
         if path.startswith("/api/__app/"):
-            app, _, rest = path[len("/api/__app/"):].partition("/")
+            app, rest = (path[len("/api/__app/"):].split("/", 1) + [""])[:2]
             path = "/api/" + rest
         return (unquote(app) if app else None), path
 

@@ -296,5 +296,5 @@ docker rm -f "$cname" >/dev/null
 tag_moving
 prune_old_tags "$REPO" "^${NOCOBASE_VERSION//./\\.}-[0-9a-f]{12}\$" "$HASH_TAG"
 remove_replaced
-log "committed $IMAGE (:$NOCOBASE_VERSION) in $(elapsed "$t"), $(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{ printf "%.0f MB", $1 / 1e6 }')"
+log "committed $IMAGE (:$NOCOBASE_VERSION, :offline) in $(elapsed "$t"), $(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{ printf "%.0f MB", $1 / 1e6 }')"
 log "done in $(elapsed "$T0")"

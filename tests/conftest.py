@@ -102,3 +102,30 @@ def key_prefix(redis_server):
 @pytest.fixture
 def rclient(redis_server):
     return redis_server.client()
+
+
+@pytest.fixture
+def keys(key_prefix):
+    from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import Keyspace
+
+    return Keyspace(key_prefix)
+
+
+@pytest.fixture
+def plane(redis_server, key_prefix):
+    """The collection's producer, on its own Redis client, as the modules use it."""
+    from helpers import producer  # tests/integration is on pytest's pythonpath
+
+    plane = producer(redis_server.url, key_prefix)
+    yield plane
+    plane.client.close()
+
+
+@pytest.fixture
+def processes(tmp_path):
+    """Processes a test starts (tests/integration/helpers.py), killed at teardown."""
+    from helpers import Processes
+
+    procs = Processes(tmp_path)
+    yield procs
+    procs.close()

@@ -55,9 +55,9 @@ SUITE=bookworm
 PACKAGES=(ca-certificates postgresql-client dumb-init curl procps tzdata)
 DEFAULT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
-log() { printf 'nocobase-image: %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1fs", b - a }'; }
+LOG_NAME=nocobase-image
+# shellcheck source=tools/lib/images.sh
+. "$ROOT/tools/lib/images.sh"
 
 force=0
 print_tags=0
@@ -82,17 +82,7 @@ NODE_MAJOR="${NODE_VERSION%%.*}"
   || die "node $NODE_VERSION at $NODE_BIN is too old: NocoBase $NOCOBASE_VERSION needs node 20 or newer (Debian 12's nodejs is 18; install Node.js 20+)"
 ARCH="$(uname -m)"
 
-# sha256 over file names (relative to $ROOT) and contents, in the given order.
-hash_files() {
-  local f
-  for f in "$@"; do
-    printf '%s\0' "${f#"$ROOT"/}"
-    cat "$f"
-    printf '\0'
-  done | sha256sum | cut -c1-64
-}
-
-recipe_files=("$SELF")
+recipe_files=("$SELF" "$ROOT/tools/lib/images.sh")
 while IFS= read -r f; do recipe_files+=("$f"); done \
   < <(find "$RECIPE_DIR" -maxdepth 1 -type f | LC_ALL=C sort)
 IMAGE_HASH="$( { hash_files "${recipe_files[@]}"; echo "node=$NODE_VERSION arch=$ARCH"; } | sha256sum | cut -c1-12)"
@@ -111,7 +101,6 @@ fi
 if ! timeout 20 docker info >/dev/null 2>&1; then
   "$ROOT/tools/docker-engine.sh"
 fi
-image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 # The moving tags: the version, and :offline, which inventories/offline names.
 tag_moving() {
   docker tag "$IMAGE" "$REPO:$NOCOBASE_VERSION"
@@ -131,21 +120,6 @@ if [ "$force" = 0 ] && image_exists "$IMAGE"; then
   exit 0
 fi
 log "building $IMAGE (node $NODE_VERSION from $NODE_BIN)"
-
-BUILD_CONTAINERS=()
-TMP_FILES=()
-cleanup() {
-  local c f
-  for c in "${BUILD_CONTAINERS[@]}"; do docker rm -f "$c" >/dev/null 2>&1 || true; done
-  for f in "${TMP_FILES[@]}"; do rm -rf "$f"; done
-}
-trap cleanup EXIT
-
-# drop the hash tags of older recipes of this version (images used by containers are kept)
-prune_old_tags() {  # usage: prune_old_tags REPO TAG_REGEX CURRENT_TAG
-  docker image ls --format '{{.Tag}}' "$1" | grep -E "$2" | grep -vx "$3" \
-    | while IFS= read -r old; do docker rmi "$1:$old" >/dev/null 2>&1 || true; done || true
-}
 
 # --- yarn 1: one npm pack, used to install the app here and copied into the image
 YARN_TGZ="$CACHE/yarn-$YARN_VERSION.tgz"
@@ -202,42 +176,9 @@ remove_replaced() {
 
 # --- the root filesystem (tarball cached, imported once as $ROOTFS_IMAGE)
 build_rootfs_tarball() {
-  local tarball="$1" t tmp mirrors=() f
-  if ! command -v mmdebstrap >/dev/null 2>&1; then
-    log "installing mmdebstrap"
-    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q mmdebstrap >/dev/null
-  fi
-  if [ -n "${NOCOBASE_IMAGE_MIRROR:-${OFFLINE_IMAGES_MIRROR:-}}" ]; then
-    mirrors=("${NOCOBASE_IMAGE_MIRROR:-$OFFLINE_IMAGES_MIRROR}")
-  else
-    # this machine's apt sources for bookworm (its mirror or proxy), if any
-    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
-      [ -s "$f" ] || continue
-      if grep -Eq "^[^#]*\\b$SUITE\\b" "$f" && grep -Eq '^[^#]*/debian' "$f"; then
-        mirrors+=("$f")
-      fi
-    done
-  fi
-  tmp="${tarball%.tar}.tmp$$.tar"  # mmdebstrap picks the format from the extension
-  TMP_FILES+=("$tmp")
-  t=$(date +%s.%N)
-  log "building the $SUITE root filesystem with mmdebstrap (${PACKAGES[*]})"
   # shellcheck disable=SC2016  # "$1" is expanded by mmdebstrap's hooks
-  timeout 1800 mmdebstrap --variant=apt --quiet \
-    --include="$(IFS=,; echo "${PACKAGES[*]}")" \
-    --aptopt='Acquire::Check-Valid-Until "false"' \
-    --aptopt='Acquire::Retries "3"' \
-    --dpkgopt='path-exclude=/usr/share/man/*' \
-    --dpkgopt='path-exclude=/usr/share/info/*' \
-    --dpkgopt='path-exclude=/usr/share/locale/*' \
-    --dpkgopt='path-exclude=/usr/share/doc/*' \
-    --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-    --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin "$1"/var/cache/apt/archives/*.deb' \
-    "$SUITE" "$tmp" "${mirrors[@]}" </dev/null \
-    || die "mmdebstrap failed"
-  mv "$tmp" "$tarball"
-  log "root filesystem built in $(elapsed "$t") ($(du -h "$tarball" | cut -f1))"
+  mmdebstrap_rootfs "$1" "${NOCOBASE_IMAGE_MIRROR:-${OFFLINE_IMAGES_MIRROR:-}}" \
+    --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin "$1"/var/cache/apt/archives/*.deb'
 }
 
 if [ "$force" = 1 ] || ! image_exists "$ROOTFS_IMAGE"; then

@@ -50,9 +50,9 @@ PACKAGES=(
 DEFAULT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 ALL_IMAGES=(redis postgres nginx standin python)
 
-log() { printf 'offline-images: %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1fs", b - a }'; }
+LOG_NAME=offline-images
+# shellcheck source=tools/lib/images.sh
+. "$ROOT/tools/lib/images.sh"
 
 force=0
 print_tags=0
@@ -76,17 +76,7 @@ repo_of() {
   esac
 }
 
-# sha256 over file names (relative to $ROOT) and contents, in the given order.
-hash_files() {
-  local f
-  for f in "$@"; do
-    printf '%s\0' "${f#"$ROOT"/}"
-    cat "$f"
-    printf '\0'
-  done | sha256sum | cut -c1-64
-}
-
-recipe_files=("$SELF")
+recipe_files=("$SELF" "$ROOT/tools/lib/images.sh")
 while IFS= read -r f; do recipe_files+=("$f"); done \
   < <(find "$RECIPE_DIR" -maxdepth 1 -type f | LC_ALL=C sort)
 BASE_HASH="$(hash_files "${recipe_files[@]}")"
@@ -122,8 +112,6 @@ fi
 if ! timeout 20 docker info >/dev/null 2>&1; then
   "$ROOT/tools/docker-engine.sh"
 fi
-image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
-
 # --- one build at a time on this machine (a second run waits, then finds the images built)
 mkdir -p "$CACHE"
 exec 9>"$CACHE/.lock"
@@ -147,62 +135,14 @@ if [ "${#needed[@]}" -eq 0 ]; then
   exit 0
 fi
 
-BUILD_CONTAINERS=()
-TMP_FILES=()
-cleanup() {
-  local c f
-  for c in "${BUILD_CONTAINERS[@]}"; do docker rm -f "$c" >/dev/null 2>&1 || true; done
-  for f in "${TMP_FILES[@]}"; do rm -rf "$f"; done
-}
-trap cleanup EXIT
-
-# drop the hash tags of older recipes (images still used by containers are kept)
-prune_old_tags() {  # usage: prune_old_tags REPO CURRENT_TAG
-  docker image ls --format '{{.Tag}}' "$1" | grep -E '^[0-9a-f]{12}$' | grep -vx "$2" \
-    | while IFS= read -r old; do docker rmi "$1:$old" >/dev/null 2>&1 || true; done || true
-}
-
-# --- the shared root filesystem (tarball cached, imported once as $ROOTFS_IMAGE)
+# --- the shared root filesystem (tarball cached, imported once as $ROOTFS_IMAGE); the recipe
+# files are copied in and rootfs-setup.sh runs inside it
 build_rootfs_tarball() {
-  local tarball="$1" t tmp mirrors=() f
-  if ! command -v mmdebstrap >/dev/null 2>&1; then
-    log "installing mmdebstrap"
-    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q mmdebstrap >/dev/null
-  fi
-  if [ -n "${OFFLINE_IMAGES_MIRROR:-}" ]; then
-    mirrors=("$OFFLINE_IMAGES_MIRROR")
-  else
-    # this machine's apt sources for bookworm (its mirror or proxy), if any
-    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
-      [ -s "$f" ] || continue
-      if grep -Eq "^[^#]*\\b$SUITE\\b" "$f" && grep -Eq '^[^#]*/debian' "$f"; then
-        mirrors+=("$f")
-      fi
-    done
-  fi
-  mkdir -p "$CACHE"
-  tmp="${tarball%.tar}.tmp$$.tar"  # mmdebstrap picks the format from the extension
-  TMP_FILES+=("$tmp")
-  t=$(date +%s.%N)
-  log "building the $SUITE root filesystem with mmdebstrap (${PACKAGES[*]})"
   # shellcheck disable=SC2016  # "$1" is expanded by mmdebstrap's hooks
-  mmdebstrap --variant=apt --quiet \
-    --include="$(IFS=,; echo "${PACKAGES[*]}")" \
-    --aptopt='Acquire::Check-Valid-Until "false"' \
-    --aptopt='Acquire::Retries "3"' \
-    --dpkgopt='path-exclude=/usr/share/man/*' \
-    --dpkgopt='path-exclude=/usr/share/info/*' \
-    --dpkgopt='path-exclude=/usr/share/locale/*' \
-    --dpkgopt='path-exclude=/usr/share/doc/*' \
-    --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+  mmdebstrap_rootfs "$1" "${OFFLINE_IMAGES_MIRROR:-}" \
     --customize-hook='mkdir -p "$1/tmp/offline-images"' \
-    --customize-hook="copy-in $(printf '%q ' "${recipe_files[@]:1}") /tmp/offline-images" \
-    --customize-hook='chroot "$1" sh /tmp/offline-images/rootfs-setup.sh' \
-    "$SUITE" "$tmp" "${mirrors[@]}" </dev/null \
-    || die "mmdebstrap failed"
-  mv "$tmp" "$tarball"
-  log "root filesystem built in $(elapsed "$t") ($(du -h "$tarball" | cut -f1))"
+    --customize-hook="copy-in $(printf '%q ' "${recipe_files[@]:2}") /tmp/offline-images" \
+    --customize-hook='chroot "$1" sh /tmp/offline-images/rootfs-setup.sh'
 }
 
 if [ "$force" = 1 ] || ! image_exists "$ROOTFS_IMAGE"; then
@@ -222,7 +162,7 @@ if [ "$force" = 1 ] || ! image_exists "$ROOTFS_IMAGE"; then
     --change "LABEL org.nocobase-multienv.recipe=$BASE_HASH" \
     "$tarball" "$ROOTFS_IMAGE" >/dev/null
   log "imported $ROOTFS_IMAGE in $(elapsed "$t")"
-  prune_old_tags "$PREFIX/rootfs" "$BASE_TAG"
+  prune_old_tags "$PREFIX/rootfs" '^[0-9a-f]{12}$' "$BASE_TAG"
 fi
 
 # --- one image: create a container of the rootfs, optionally copy files in, commit with its config
@@ -245,7 +185,7 @@ derive() {
   docker commit "${args[@]}" "$cname" "$repo:$tag" >/dev/null
   docker rm -f "$cname" >/dev/null
   docker tag "$repo:$tag" "$repo:$MOVING_TAG"
-  prune_old_tags "$repo" "$tag"
+  prune_old_tags "$repo" '^[0-9a-f]{12}$' "$tag"
   log "built $repo:$tag (:$MOVING_TAG) in $(elapsed "$t")"
 }
 

@@ -12,33 +12,14 @@ import sys
 import time
 
 import pytest
-from helpers import AGENT, Processes, clean_env, producer, start_standin, wait_for
+from helpers import AGENT, clean_env, start_standin, wait_for
 
-from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import CONSUMER_GROUP, Keyspace
+from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import CONSUMER_GROUP
 
 from conftest import free_port
 
 ROOT_EMAIL = "root@platform.test"
 ROOT_PASSWORD = "Root-pass-4711-xyz"
-
-
-@pytest.fixture
-def keys(key_prefix):
-    return Keyspace(key_prefix)
-
-
-@pytest.fixture
-def plane(redis_server, key_prefix):
-    plane = producer(redis_server.url, key_prefix)
-    yield plane
-    plane.client.close()
-
-
-@pytest.fixture
-def processes(tmp_path):
-    procs = Processes(tmp_path)
-    yield procs
-    procs.close()
 
 
 @pytest.fixture

@@ -17,11 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import producer, put_app, stop_processes, wait_for
+from helpers import put_app, stop_processes, wait_for
 
 from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import (
     CONSUMER_GROUP,
-    Keyspace,
     now_ms,
     pending_field,
 )
@@ -61,19 +60,6 @@ class Recorder:
         if self.fail and action in self.fail:
             raise RuntimeError("simulated %s failure" % action)
         self.client.rpush(self.key, "%s:%s:%s:end" % (self.env, app, action))
-
-
-@pytest.fixture
-def keys(key_prefix):
-    return Keyspace(key_prefix)
-
-
-@pytest.fixture
-def plane(redis_server, key_prefix):
-    """The collection's producer, on its own Redis client, as the modules use it."""
-    plane = producer(redis_server.url, key_prefix)
-    yield plane
-    plane.client.close()
 
 
 @pytest.fixture

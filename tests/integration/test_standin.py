@@ -16,7 +16,7 @@ import time
 import urllib.parse
 
 import pytest
-from helpers import Processes, start_standin, wait_for
+from helpers import start_standin, wait_for
 
 from conftest import free_port
 
@@ -25,13 +25,6 @@ ROOT_EMAIL = "root@platform.test"
 ROOT_USERNAME = "platform_root"
 ROOT_PASSWORD = "first-Root-pass-1"
 DEFAULT_ROOT = ("admin@nocobase.com", "admin123")
-
-
-@pytest.fixture
-def processes(tmp_path):
-    procs = Processes(tmp_path)
-    yield procs
-    procs.close()
 
 
 @pytest.fixture

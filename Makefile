@@ -38,3 +38,4 @@ bench:             ## benchmarks (they print figures; nothing is asserted)
 	.venv/bin/python benchmarks/control_plane.py
 	.venv/bin/python benchmarks/proxy_and_queue.py
 	.venv/bin/python benchmarks/provision.py
+	.venv/bin/python benchmarks/real_nocobase.py

@@ -112,29 +112,36 @@ def _targets(app_record, requested):
     return [env for env in own if env in requested]
 
 
-def _wait(plane, command, targets, timeout):
-    """Poll until every app reached the command's outcome in its targets; fail on error or timeout.
+def _wait(plane, command, requests, timeout):
+    """Poll until every environment completed the request it waits for; fail on its error or a timeout.
 
-    `targets` is {app: [env, ...]}; returns {app: {env: status record or None}}.
+    `requests` is {app: {env: requestId}}: the command queued now, or the earlier one of the same
+    kind still queued there. A status counts only when it carries that requestId, so an old `error`
+    from an earlier command neither fails nor ends the wait. Environments that needed nothing (the
+    app already in the command's outcome there) are not waited for.
     """
-    wanted = COMMAND_OUTCOME[command]
     deadline = time.monotonic() + timeout
     while True:
-        statuses = plane.read_statuses(targets)
-        seen = {app: {env: (value or {}).get("status") for env, value in envs.items()} for app, envs in statuses.items()}
-        failed = {app: {env: statuses[app][env] for env, status in envs.items() if status == "error"}
+        seen = plane.read_completions(requests)
+        failed = {app: {env: status for env, (_done, status) in envs.items()
+                        if status and status.get("requestId") == requests[app][env]
+                        and status.get("status") in ("error", "not_found")}
                   for app, envs in seen.items()}
         failed = {app: envs for app, envs in failed.items() if envs}
         if failed:
             raise ControlPlaneError("failed to %s: %s" % (command, "; ".join(
                 "app %r in %s" % (app, envs) for app, envs in sorted(failed.items()))))
-        if all(status == wanted for envs in seen.values() for status in envs.values()):
-            return statuses
+        late = {app: {env: (status or {}).get("status", "absent") for env, (done, status) in envs.items() if not done}
+                for app, envs in seen.items()}
+        late = {app: envs for app, envs in late.items() if envs}
+        if not late:
+            return
         if time.monotonic() >= deadline:
-            late = {app: envs for app, envs in seen.items() if any(status != wanted for status in envs.values())}
-            raise ControlPlaneError("%s did not reach %s within wait_timeout=%ss; statuses seen: %s" % (
-                ", ".join("app %r" % app for app in sorted(late)), wanted or "removed", timeout,
-                "; ".join("%s %s" % (app, envs) for app, envs in sorted(late.items()))))
+            raise ControlPlaneError("%s did not complete the %s command within wait_timeout=%ss (%s expected); "
+                                    "statuses seen: %s" % (
+                                        ", ".join("app %r" % app for app in sorted(late)), command, timeout,
+                                        COMMAND_OUTCOME[command] or "removed",
+                                        "; ".join("%s %s" % (app, envs) for app, envs in sorted(late.items()))))
         time.sleep(_WAIT_POLL_SECONDS)
 
 
@@ -163,6 +170,9 @@ def run_app_command_module(module, plane):
               payload=params["payload"], force=params["force"]) for name in names],
         dry_run=module.check_mode,
     )
+    requests = {}
+    for name, outcome in zip(names, outcomes):
+        requests[name] = dict(outcome.pop("queued_by"), **{env: outcome["request_id"] for env in outcome["enqueued"]})
     results = [dict(outcome, app=name, environments=targets[name]) for name, outcome in zip(names, outcomes)]
     result = dict(changed=any(entry["enqueued"] for entry in results))
     if module._diff:
@@ -172,7 +182,8 @@ def run_app_command_module(module, plane):
         ) for name, entry in zip(names, results) if entry["enqueued"]}
         result["diff"] = diff_result(diffs, names[0] if single else None)
     if params["wait"] and not module.check_mode:
-        statuses = _wait(plane, command, targets, params["wait_timeout"])
+        _wait(plane, command, requests, params["wait_timeout"])
+        statuses = plane.read_statuses(targets)
         for entry in results:
             entry["statuses"] = statuses[entry["app"]]
     if single:

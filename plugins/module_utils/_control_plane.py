@@ -47,13 +47,16 @@ if ARGV[11] == '1' then
 end
 local app, action, force, dry = ARGV[3], ARGV[4], ARGV[8] == '1', ARGV[9] == '1'
 local field = app .. ':' .. action
-local chosen, skipped, writes = {}, {}, {}
+local chosen, skipped, queued_by, writes = {}, {}, {}, {}
 for i = 12, #ARGV do
   local env = ARGV[i]
   local commands, pending = KEYS[4 + (i - 12) * 2], KEYS[5 + (i - 12) * 2]
   local reason = false
-  if redis.call('HEXISTS', pending, field) == 1 then
+  local earlier = redis.call('HGET', pending, field)
+  if earlier then
     reason = 'queued'
+    table.insert(queued_by, env)
+    table.insert(queued_by, earlier)
   elseif not force then
     local raw = redis.call('HGET', KEYS[2], env)
     local status = raw and cjson.decode(raw)['status'] or false
@@ -70,7 +73,7 @@ for i = 12, #ARGV do
     table.insert(writes, {commands, pending})
   end
 end
-if dry or #chosen == 0 then return {'planned', chosen, skipped} end
+if dry or #chosen == 0 then return {'planned', chosen, skipped, queued_by} end
 for _, w in ipairs(writes) do
   pcall(redis.call, 'XGROUP', 'CREATE', w[1], '@GROUP@', '0', 'MKSTREAM')
   redis.call('XADD', w[1], '*', 'requestId', ARGV[2], 'appName', app, 'action', action,
@@ -81,7 +84,7 @@ redis.call('SET', KEYS[1], ARGV[1], 'NX')
 if ARGV[11] == '1' then
   redis.call('SET', KEYS[3], cjson.encode({app = app, action = action, environments = chosen}), 'EX', ARGV[10])
 end
-return {'enqueued', chosen, skipped}
+return {'enqueued', chosen, skipped, queued_by}
 """.replace("@GROUP@", CONSUMER_GROUP)
 ENQUEUE_SHA = hashlib.sha1(ENQUEUE_SCRIPT.encode()).hexdigest()
 
@@ -183,6 +186,19 @@ class ControlPlane:
         return {app: {env: decode(value, "status of %r in %r" % (app, env)) for env, value in zip(targets[app], raw)}
                 for app, raw in zip(apps, replies)}
 
+    def read_completions(self, requests):
+        """{app: {env: (completed, status record or None)}} for {app: {env: requestId}}: whether that
+        environment completed that request (its processed mark), and its status now. One round trip."""
+        order = [(app, env, rid) for app, envs in requests.items() for env, rid in envs.items()]
+        commands = []
+        for app, env, rid in order:
+            commands += [("ZSCORE", self.keys.processed(env), rid), ("HGET", self.keys.status(app), env)]
+        replies = self._read(commands) if commands else []
+        out = {app: {} for app in requests}
+        for (app, env, _rid), score, status in zip(order, replies[0::2], replies[1::2]):
+            out[app][env] = (score is not None, decode(status, "status of %r in %r" % (app, env)))
+        return out
+
     def registered_environments(self):
         (names,) = self._read([("HKEYS", self.keys.environments)])
         return set(names)
@@ -268,7 +284,8 @@ class ControlPlane:
                 request_ttl=DEFAULT_REQUEST_TTL_SECONDS):
         """Queue `action` for `app` in `environments` (ordered); see docs/protocol.md.
 
-        Returns {request_id, enqueued: [...], skipped: {env: reason}, duplicate: bool}.
+        Returns {request_id, enqueued: [...], not_queued: {env: reason}, queued_by: {env: requestId of
+        the earlier command of the same kind still queued there}, duplicate: bool}.
         """
         return self.enqueue_many([dict(app=app, action=action, environments=environments, request_id=request_id,
                                        payload=payload, force=force)], dry_run, request_ttl)[0]
@@ -295,8 +312,11 @@ class ControlPlane:
                     check_schema_version(str(reply).rsplit("SCHEMA ", 1)[1].split()[0], self.keys.schema)
                 raise reply
             if reply[0] == "duplicate":
-                outcomes.append(dict(request_id=request_id, enqueued=[], skipped={}, duplicate=True))
+                # The summary the first enqueue stored: the environments this request id was queued for.
+                summary = decode(reply[1], "request %r" % request_id) or {}
+                outcomes.append(dict(request_id=request_id, enqueued=[], not_queued={}, duplicate=True,
+                                     queued_by={env: request_id for env in summary.get("environments") or []}))
             else:
-                outcomes.append(dict(request_id=request_id, enqueued=list(reply[1]), skipped=pairs(reply[2]),
-                                     duplicate=False))
+                outcomes.append(dict(request_id=request_id, enqueued=list(reply[1]), not_queued=pairs(reply[2]),
+                                     queued_by=pairs(reply[3]), duplicate=False))
         return outcomes

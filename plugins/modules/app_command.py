@@ -71,8 +71,14 @@ options:
     default: false
   wait:
     description:
-      - Wait until every targeted environment reports the command's outcome, and return the
-        statuses. Fails when an environment reports V(error), or on timeout, with the statuses seen.
+      - Wait until every environment the command was queued for has completed it, and return the
+        statuses. Where an earlier command of the same kind was still queued (RV(not_queued) says
+        V(queued)), the task waits for that one instead. Where nothing was queued because the app
+        already is in the command's outcome (never started, for a V(stop); absent, for a
+        V(remove)), there is nothing to wait for.
+      - Only statuses written for the awaited request count. Fails when one of them is V(error)
+        (or V(not_found)), or on timeout, with the statuses seen; an old V(error) left by an
+        earlier command neither fails the wait nor ends it.
       - Not done in check mode.
     type: bool
     default: false
@@ -134,8 +140,11 @@ enqueued:
   type: list
   elements: str
   sample: [env_b]
-skipped:
-  description: Environments nothing was queued for, with the reason (V(queued), V(running), V(stopped), ...).
+not_queued:
+  description:
+    - Environments nothing was queued for, with the reason; V(queued) (the same command is already
+      queued there), or the app already is in the command's outcome there (V(running), V(stopped),
+      V(not started), V(not present)).
   returned: when O(app) is given
   type: dict
   sample: {"env_a": "running"}
@@ -152,12 +161,12 @@ statuses:
 results:
   description:
     - One entry per app of O(apps), with the keys RV(request_id), RV(environments), RV(enqueued),
-      RV(skipped), RV(duplicate), RV(statuses) described above, and C(app).
+      RV(not_queued), RV(duplicate), RV(statuses) described above, and C(app).
   returned: when O(apps) is given
   type: list
   elements: dict
   sample: [{"app": "crm", "request_id": "deploy-7:crm", "environments": ["env_a"], "enqueued": ["env_a"],
-            "skipped": {}, "duplicate": false}]
+            "not_queued": {}, "duplicate": false}]
 """
 
 from ansible_collections.nocobase.multienv.plugins.module_utils._apps import (

@@ -187,7 +187,7 @@ def test_start_stop_start_remove(rclient, keys, plane, node, agent):
     assert info[0] == 200 and info[1]["data"]["name"] == "crm", info
 
     again = plane.enqueue("crm", "start", environments=["env_a"])
-    assert again["enqueued"] == [] and again["skipped"] == {"env_a": "running"}
+    assert again["enqueued"] == [] and again["not_queued"] == {"env_a": "running"}
 
     stopped = plane.enqueue("crm", "stop", environments=["env_a"])
     status = wait_status(rclient, keys, "crm", "stopped")

@@ -466,8 +466,56 @@ def test_app_command_waits_for_the_workers(rclient, keys, redis_server, make_con
     run("app", dict(conn, name="orphan", environments=["nobody"], require_registered_environments=False))
     with pytest.raises(ModuleFailed) as failed:
         run("app_command", dict(conn, app="orphan", command="start", wait=True, wait_timeout=1))
-    assert "did not reach running within wait_timeout=1s" in failed.value.result["msg"]
-    assert "'nobody': None" in failed.value.result["msg"]
+    assert "did not complete the start command within wait_timeout=1s (running expected)" in failed.value.result["msg"]
+    assert "orphan {'nobody': 'absent'}" in failed.value.result["msg"]
+
+
+def test_app_command_waits_for_its_own_request_not_an_old_error(rclient, keys, redis_server, make_consumer):
+    from helpers import run
+
+    conn = dict(redis_url=redis_server.url, key_prefix=keys.prefix)
+    run("environment", dict(conn, name="c", url="http://c"))
+    run("app", dict(conn, name="crm", environments=["c"]))
+    rclient.hset(keys.status("crm"), "c", json.dumps({"message": "old failure", "requestId": "an-earlier-one",
+                                                      "status": "error", "updatedAt": now_ms()}))
+    make_consumer("c", "c1", Recorder(rclient, keys.prefix + "order", "c", seconds=0.5), run=True)
+    started = run("app_command", dict(conn, app="crm", command="start", wait=True, wait_timeout=30))
+    assert started["statuses"]["c"]["status"] == "running"
+    assert started["statuses"]["c"]["requestId"] == started["request_id"]
+
+
+def test_stop_and_remove_of_an_app_never_started_need_no_wait(rclient, keys, redis_server):
+    from helpers import run
+
+    conn = dict(redis_url=redis_server.url, key_prefix=keys.prefix)
+    run("environment", dict(conn, name="c", url="http://c"))
+    run("app", dict(conn, name="idle", environments=["c"]))
+    began = time.monotonic()  # nobody consumes env c: a wait for anything would time out
+    stopped = run("app_command", dict(conn, app="idle", command="stop", wait=True, wait_timeout=20))
+    removed = run("app_command", dict(conn, app="idle", command="remove", wait=True, wait_timeout=20))
+    assert time.monotonic() - began < 5
+    assert stopped["changed"] is False and stopped["not_queued"] == {"c": "not started"}
+    assert removed["changed"] is False and removed["not_queued"] == {"c": "not present"}
+    assert stopped["statuses"] == removed["statuses"] == {"c": None}
+
+
+def test_a_stop_then_remove_playbook_runs_twice(rclient, keys, redis_server, make_consumer):
+    from helpers import run
+    from test_playbooks import ansible_playbook
+
+    conn = dict(redis_url=redis_server.url, key_prefix=keys.prefix)
+    run("environment", dict(conn, environments=[dict(name="a", url="http://a"), dict(name="b", url="http://b")]))
+    run("app", dict(conn, name="crm", environments=["a", "b"]))
+    for env in ("a", "b"):
+        make_consumer(env, env + "1", Recorder(rclient, keys.prefix + "order", env), run=True)
+    run("app_command", dict(conn, app="crm", command="start", wait=True, wait_timeout=30))
+    recaps = []
+    for _run in range(2):
+        played = ansible_playbook("stop_remove.yml", {"test_redis_url": redis_server.url, "test_key_prefix": keys.prefix})
+        assert played.returncode == 0, played.stdout[-4000:] + played.stderr[-2000:]
+        recaps.append(played.stdout.split("PLAY RECAP")[-1])
+    assert "changed=2" in recaps[0] and "changed=0" in recaps[1], recaps
+    assert rclient.hlen(keys.status("crm")) == 0
 
 
 def test_app_command_wait_fails_on_a_worker_error(rclient, keys, redis_server, make_consumer):

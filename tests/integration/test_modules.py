@@ -229,7 +229,7 @@ def test_app_command_check_apply_again(conn, rclient, key_prefix, keys, crm):
     assert entry["requestId"] == applied["request_id"]
     assert json.loads(entry["environments"]) == ["env_a", "env_b"]
     again = run("app_command", args, diff=True)
-    assert again["changed"] is False and again["skipped"] == {"env_a": "queued", "env_b": "queued"}
+    assert again["changed"] is False and again["not_queued"] == {"env_a": "queued", "env_b": "queued"}
     forced = run("app_command", dict(args, force=True))
     assert forced["changed"] is False  # a queued command is never doubled, even forced
     assert rclient.xlen(keys.commands("env_a")) == 1
@@ -238,9 +238,9 @@ def test_app_command_check_apply_again(conn, rclient, key_prefix, keys, crm):
 def test_app_command_skips_what_is_already_done(conn, rclient, keys, crm):
     rclient.hset(keys.status("crm"), "env_a", json.dumps({"status": "running", "updatedAt": 1}))
     result = run("app_command", dict(conn, app="crm", command="start"))
-    assert result["enqueued"] == ["env_b"] and result["skipped"] == {"env_a": "running"}
+    assert result["enqueued"] == ["env_b"] and result["not_queued"] == {"env_a": "running"}
     stop = run("app_command", dict(conn, app="crm", command="stop"))
-    assert stop["enqueued"] == ["env_a"] and stop["skipped"] == {"env_b": "not started"}
+    assert stop["enqueued"] == ["env_a"] and stop["not_queued"] == {"env_b": "not started"}
     forced = run("app_command", dict(conn, app="crm", command="start", environments=["env_a"], force=True))
     assert forced["enqueued"] == ["env_a"]
 
@@ -288,7 +288,7 @@ def test_app_command_list_form(conn, rclient, key_prefix, keys, crm):
     assert "app_3" not in applied["diff"]["after"]
     by_app = {entry["app"]: entry for entry in applied["results"]}
     assert by_app["crm"]["request_id"] == "deploy-7:crm"
-    assert by_app["app_3"]["skipped"] == {"env_b": "running"}
+    assert by_app["app_3"]["not_queued"] == {"env_b": "running"}
     assert rclient.xlen(keys.commands("env_b")) == 30  # crm and 29 apps; app_3 runs already
     again = run("app_command", args, diff=True)
     assert again["changed"] is False and all(entry["duplicate"] for entry in again["results"] if entry["app"] != "app_3")

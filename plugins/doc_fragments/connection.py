@@ -23,6 +23,8 @@ options:
   key_prefix:
     description:
       - Prefix of every key of the control plane. Two platforms can share one Redis with two prefixes.
+      - One segment of letters, digits, C(_), C(.) or C(-), ending in C(:) (for example V(nocobase:) or
+        V(staging:)), so that one platform's prefix can never name another's keys.
     type: str
     default: "nocobase:"
   tls_ca_file:

@@ -26,7 +26,10 @@ DEFAULT_REQUEST_TTL_SECONDS = 7 * 24 * 3600
 APP_STATUSES = ("preparing", "initializing", "initialized", "running", "commanding", "stopped", "error", "not_found")
 ACTIONS = ("create", "start", "stop", "remove")
 DB_CONN_TYPES = ("new_database", "new_connection", "new_schema")
-RESERVED_APP_NAMES = ("main",)
+# `main` is the supervisor's own app in NocoBase; the others are words of nginx's map and geo
+# blocks, where the proxy's config writes app and environment names as keys.
+RESERVED_APP_NAMES = ("main", "default", "include", "hostnames", "volatile")
+RESERVED_ENVIRONMENT_NAMES = ("default", "include", "hostnames", "volatile")
 
 # Environment names end up in stream keys, container names and nginx upstream names.
 ENVIRONMENT_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
@@ -34,10 +37,13 @@ ENVIRONMENT_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
 # follow the PostgreSQL identifier rule without quoting: lower case, digits, underscore, <= 63.
 APP_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+# One segment and a colon: two different prefixes can never name each other's keys.
+KEY_PREFIX_PATTERN = r"^[A-Za-z0-9_.-]{1,64}:$"
 
 _ENVIRONMENT_NAME_RE = re.compile(ENVIRONMENT_NAME_PATTERN)
 _APP_NAME_RE = re.compile(APP_NAME_PATTERN)
 _REQUEST_ID_RE = re.compile(REQUEST_ID_PATTERN)
+_KEY_PREFIX_RE = re.compile(KEY_PREFIX_PATTERN)
 
 
 class ControlPlaneError(Exception):
@@ -48,7 +54,7 @@ class Keyspace:
     """Every key of protocol v1, relative to one prefix."""
 
     def __init__(self, prefix=DEFAULT_KEY_PREFIX):
-        self.prefix = prefix
+        self.prefix = check_key_prefix(prefix)
 
     @property
     def schema(self):
@@ -95,6 +101,16 @@ class Keyspace:
         return self.prefix + "request:" + request_id
 
 
+def check_key_prefix(prefix):
+    """The prefix, or a ControlPlaneError when it could name another platform's keys."""
+    if not isinstance(prefix, str) or not _KEY_PREFIX_RE.fullmatch(prefix):
+        raise ControlPlaneError(
+            "key_prefix: %r must be one segment of letters, digits, '_', '.' or '-' ending in ':' "
+            "(pattern %s), so that it cannot overlap another platform's keys" % (prefix, KEY_PREFIX_PATTERN)
+        )
+    return prefix
+
+
 def pending_field(app, action):
     return app + ":" + action
 
@@ -104,15 +120,16 @@ def now_ms():
 
 
 def is_environment_name(name):
-    return isinstance(name, str) and bool(_ENVIRONMENT_NAME_RE.match(name))
+    return (isinstance(name, str) and bool(_ENVIRONMENT_NAME_RE.fullmatch(name))
+            and name not in RESERVED_ENVIRONMENT_NAMES)
 
 
 def is_app_name(name):
-    return isinstance(name, str) and bool(_APP_NAME_RE.match(name)) and name not in RESERVED_APP_NAMES
+    return isinstance(name, str) and bool(_APP_NAME_RE.fullmatch(name)) and name not in RESERVED_APP_NAMES
 
 
 def is_request_id(value):
-    return isinstance(value, str) and bool(_REQUEST_ID_RE.match(value))
+    return isinstance(value, str) and bool(_REQUEST_ID_RE.fullmatch(value))
 
 
 def heartbeat_age_seconds(last_heartbeat_ms, now=None):

@@ -20,6 +20,7 @@ from ansible_collections.nocobase.multienv.plugins.module_utils._control_plane i
 from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import (
     DEFAULT_STALE_AFTER_SECONDS,
     ControlPlaneError,
+    check_key_prefix,
 )
 from ansible_collections.nocobase.multienv.plugins.module_utils._records import changed_fields, merge
 
@@ -40,6 +41,10 @@ def run_module(argument_spec, runner, required_together=(), **module_kwargs):
         required_together=CONNECTION_REQUIRED_TOGETHER + list(required_together),
         **module_kwargs
     )
+    try:
+        check_key_prefix(module.params["key_prefix"])  # before anything connects
+    except ControlPlaneError as exc:
+        module.fail_json(msg=str(exc))
     client = module_connect(module)
     plane = ControlPlane(client, module.params["key_prefix"], module.params.get("stale_after") or DEFAULT_STALE_AFTER_SECONDS)
     try:

@@ -17,6 +17,7 @@ from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import
     DB_CONN_TYPES,
     ENVIRONMENT_NAME_PATTERN,
     RESERVED_APP_NAMES,
+    RESERVED_ENVIRONMENT_NAMES,
     ControlPlaneError,
     is_app_name,
     is_environment_name,
@@ -41,6 +42,8 @@ def decode(raw, what):
 
 
 def check_environment_name(name, field="name"):
+    if name in RESERVED_ENVIRONMENT_NAMES:
+        raise ControlPlaneError("%s: %r is reserved (a word of nginx's configuration)" % (field, name))
     if not is_environment_name(name):
         raise ControlPlaneError(
             "%s: %r is not a valid environment name (pattern %s)" % (field, name, ENVIRONMENT_NAME_PATTERN)
@@ -48,8 +51,10 @@ def check_environment_name(name, field="name"):
 
 
 def check_app_name(name, field="name"):
-    if name in RESERVED_APP_NAMES:
+    if name == "main":
         raise ControlPlaneError("%s: %r is reserved for the supervisor's own app" % (field, name))
+    if name in RESERVED_APP_NAMES:
+        raise ControlPlaneError("%s: %r is reserved (a word of nginx's configuration)" % (field, name))
     if not is_app_name(name):
         raise ControlPlaneError("%s: %r is not a valid app name (pattern %s)" % (field, name, APP_NAME_PATTERN))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -71,11 +72,11 @@ class Platform:
         for env, host in (("env_a", "worker_a"), ("env_b", "worker_b")):
             (host_vars / (host + ".yml")).write_text(yaml.safe_dump({"worker_published_port": self.ports[env]}))
 
-    def playbook(self, playbook, *args, check=True, timeout=900):
+    def playbook(self, playbook, *args, check=True, timeout=900, overlay=None):
         env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_PATH, ANSIBLE_NOCOLOR="1",
                    ANSIBLE_FORCE_COLOR="0", ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
         command = [str(Path(sys.executable).with_name("ansible-playbook")),
-                   "-i", str(REPO / "inventories" / "offline"), "-i", str(self.overlay),
+                   "-i", str(REPO / "inventories" / "offline"), "-i", str(overlay or self.overlay),
                    str(REPO / "playbooks" / playbook), *args]
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, check=False)
         if check and result.returncode != 0:
@@ -187,6 +188,20 @@ def test_every_node_has_the_generated_root_account_and_refuses_the_default(platf
         assert platform.sign_in(port, "root@example.com", platform.root_password) == 200, node
         assert platform.sign_in(port, "admin@nocobase.com", "admin123") == 401, node
         assert platform.sign_in(port, "root@example.com", "admin123") == 401, node
+
+
+def test_a_run_without_the_apps_list_deletes_nothing(platform):
+    bare = platform.root / "without-apps-list"
+    shutil.copytree(platform.overlay, bare)
+    settings = bare / "group_vars" / "all" / "e2e.yml"
+    variables = yaml.safe_load(settings.read_text())
+    del variables["apps_list"]  # as if the operator forgot the file that holds it
+    settings.write_text(yaml.safe_dump(variables))
+    before = platform.redis().hgetall("nocobase:apps")
+    run = platform.playbook("apps.yml", overlay=bare)
+    assert set(recap_changed(run.stdout).values()) == {0}, run.stdout[-4000:]
+    assert platform.redis().hgetall("nocobase:apps") == before
+    assert platform.status("crm", "env_a")["status"] == "running"
 
 
 def test_a_restarted_worker_gets_its_apps_back(platform):

@@ -132,6 +132,9 @@ def test_environment_info_derives_availability_from_the_window(conn, rclient, ke
     [
         (dict(name="Env_A", url="http://a"), "name: 'Env_A'"),
         (dict(name="env a", url="http://a"), "name: 'env a'"),
+        (dict(name="env_a\n", url="http://a"), "name: 'env_a\\n' is not a valid environment name"),
+        (dict(name="default", url="http://a"), "name: 'default' is reserved (a word of nginx's configuration)"),
+        (dict(name="include", url="http://a"), "name: 'include' is reserved"),
         (dict(name="env_a", url="worker_a:80"), "url: 'worker_a:80' must be an absolute"),
         (dict(name="env_a", url="/relative"), "url: '/relative' must be an absolute"),
         (dict(name="env_a", url="http://a", proxy_url="ftp://a"), "proxy_url: 'ftp://a'"),
@@ -190,6 +193,11 @@ def test_app_list_form_is_all_or_nothing(conn, rclient, key_prefix, keys, two_en
     [
         (dict(name="main", environments=["env_a"]), "name: 'main' is reserved"),
         (dict(name="Bad-Name", environments=["env_a"]), "name: 'Bad-Name' is not a valid app name"),
+        (dict(name="crm\n", environments=["env_a"]), "name: 'crm\\n' is not a valid app name"),
+        (dict(name="default", environments=["env_a"]), "name: 'default' is reserved (a word of nginx's configuration)"),
+        (dict(name="include", environments=["env_a"]), "name: 'include' is reserved"),
+        (dict(name="hostnames", environments=["env_a"]), "name: 'hostnames' is reserved"),
+        (dict(name="volatile", environments=["env_a"]), "name: 'volatile' is reserved"),
         (dict(name="crm", environments=["env_a", "env_x", "env_y"]), "environments: not registered: env_x, env_y"),
         (dict(name="crm", environments=["env_a"], proxy_environment="env_b"), "proxy_environment: 'env_b' is not one of"),
         (dict(name="crm"), "environments must name at least one environment"),
@@ -392,3 +400,9 @@ def test_list_forms_cost_a_fixed_number_of_round_trips(conn, monkeypatch, module
     small = count_round_trips(monkeypatch, lambda: run(module, dict(conn, **items(5, 0))))
     large = count_round_trips(monkeypatch, lambda: run(module, dict(conn, **items(500, 1000))))
     assert small == large <= 6
+
+
+@pytest.mark.parametrize("prefix", ["", "nocobase", "a:b:", "no space:", "nocobase:\n", "x" * 70 + ":"])
+def test_a_key_prefix_that_could_overlap_another_platform_is_refused(redis_server, rclient, prefix):
+    message = failure("environment_info", dict(redis_url=redis_server.url, key_prefix=prefix))
+    assert "key_prefix: %r must be one segment" % prefix in message

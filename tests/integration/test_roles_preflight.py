@@ -20,7 +20,7 @@ import yaml
 from conftest import COLLECTIONS_PATH, REPO
 
 ROLES = REPO / "roles"
-OWN_ROLES = ["_common", "_nocobase_node", "redis", "postgres", "supervisor", "worker"]
+OWN_ROLES = ["_common", "_nocobase_node", "redis", "postgres", "supervisor", "worker", "apps"]
 
 
 def load_yaml(path):
@@ -65,7 +65,7 @@ def test_role_metadata(role):
     info = meta["galaxy_info"]
     assert info["description"] and info["license"] and info["min_ansible_version"]
     dependencies = [dep["role"] if isinstance(dep, dict) else dep for dep in meta.get("dependencies") or []]
-    if role in ("redis", "postgres", "supervisor", "worker"):
+    if role in ("redis", "postgres", "supervisor", "worker", "apps"):
         assert dependencies == ["nocobase.multienv._common"]
     else:
         assert dependencies == []
@@ -123,6 +123,12 @@ CASES = {
     "managed root variable in extra env": (
         {"nocobase_extra_env": {"INIT_ROOT_PASSWORD": "x" * 12}}, {}, {},
         ["nocobase_extra_env sets 'INIT_ROOT_PASSWORD', which the roles manage"]),
+    "key prefix that could overlap another platform's": (
+        {"nocobase_key_prefix": "nocobase:staging:"}, {}, {},
+        ["nocobase_key_prefix 'nocobase:staging:' must be one segment"]),
+    "reserved environment name": (
+        {}, {"worker_b": {"worker_environment": "default"}}, {},
+        ["worker_environment 'default' of worker_b is not a valid environment name"]),
     "misspelt adapter key in platform env": (
         {"nocobase_extra_env": {"APP_COMMAND_ADPATER": "redis"}}, {}, {},
         ["nocobase_extra_env has the misspelt key 'APP_COMMAND_ADPATER'"]),

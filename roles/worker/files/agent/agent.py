@@ -37,7 +37,15 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import consumer as consumer_mod  # noqa: E402  (also makes _keyspace importable)
-from _keyspace import DEFAULT_KEY_PREFIX, Keyspace, is_app_name, is_environment_name, now_ms  # noqa: E402
+from _keyspace import (  # noqa: E402
+    DEFAULT_KEY_PREFIX,
+    ControlPlaneError,
+    Keyspace,
+    check_key_prefix,
+    is_app_name,
+    is_environment_name,
+    now_ms,
+)
 from nocobase_api import AuthError, NocoBase, NocoBaseError, error_code, error_message  # noqa: E402
 
 import redis  # noqa: E402
@@ -106,6 +114,10 @@ class Settings:
         self.root_account = _read(env, "AGENT_ROOT_ACCOUNT", secret=True)
         self.root_password = _read(env, "AGENT_ROOT_PASSWORD", secret=True)
         self.key_prefix = env.get("AGENT_KEY_PREFIX", DEFAULT_KEY_PREFIX)
+        try:
+            check_key_prefix(self.key_prefix)
+        except ControlPlaneError as exc:
+            raise ConfigError("AGENT_KEY_PREFIX: %s" % exc) from None
         self.consumer_name = env.get("AGENT_CONSUMER_NAME") or "%s-%s" % (self.environment, socket.gethostname())
         self.heartbeat_seconds = _number(env, "AGENT_HEARTBEAT_SECONDS", 120.0, minimum=0.1)
         self.health_seconds = _number(env, "AGENT_HEALTH_SECONDS", 5.0, minimum=0.1)

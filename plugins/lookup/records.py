@@ -60,6 +60,7 @@ import os
 
 from ansible.errors import AnsibleError
 from ansible.plugins.lookup import LookupBase
+from ansible.utils.display import Display
 
 from ansible_collections.nocobase.multienv.plugins.module_utils._connection import (
     SUPERVISOR_REDIS_URL_ENV,
@@ -70,6 +71,8 @@ from ansible_collections.nocobase.multienv.plugins.module_utils._control_plane i
 from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import ControlPlaneError
 
 from ansible_collections.nocobase.multienv.plugins.module_utils._resp import RedisError
+
+display = Display()
 
 _TERMS = ("environments", "apps")
 
@@ -99,6 +102,8 @@ class LookupModule(LookupBase):
                     if environments is None:
                         environments = plane.read_environments()
                     records.extend(environments.values())
+            for problem in plane.skipped:
+                display.warning("nocobase.multienv.records: %s" % problem)
             return records
         except (ControlPlaneError, RedisError) as exc:
             raise AnsibleError("nocobase.multienv.records: %s" % exc) from None

@@ -14,6 +14,7 @@ import json
 import uuid
 
 from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import (
+    APP_STATUSES,
     CONSUMER_GROUP,
     DEFAULT_KEY_PREFIX,
     DEFAULT_REQUEST_TTL_SECONDS,
@@ -26,7 +27,7 @@ from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import
     is_available,
     now_ms,
 )
-from ansible_collections.nocobase.multienv.plugins.module_utils._records import decode, encode
+from ansible_collections.nocobase.multienv.plugins.module_utils._records import decode, encode, record_problem
 from ansible_collections.nocobase.multienv.plugins.module_utils._resp import ReplyError, pairs
 
 # How often a transaction is retried when a concurrent writer touched a watched key.
@@ -99,6 +100,9 @@ class ControlPlane:
         self.client = client
         self.keys = Keyspace(key_prefix)
         self.stale_after = stale_after
+        # Records the readers left out because they cannot be trusted, one message each (the
+        # modules and the lookup turn them into warnings).
+        self.skipped = []
 
     # ---------------------------------------------------------------- reads
 
@@ -123,14 +127,32 @@ class ControlPlane:
 
     def _environment_view(self, name, raw, beat, now):
         record = decode(raw, "environment record %r" % name)
-        beat = int(beat) if beat else None
+        try:
+            beat = int(beat) if beat else None
+        except ValueError:  # not a beat: the environment counts as never beaten
+            self.skipped.append("skipped an untrusted record in %s: the heartbeat %r of environment %r is not "
+                                "epoch milliseconds" % (self.keys.heartbeats, beat[:40], name))
+            beat = None
         record["lastHeartbeatAt"] = beat
         record["available"] = is_available(beat, self.stale_after, now)
         record["heartbeatAge"] = heartbeat_age_seconds(beat, now)
         return record
 
+    def _trusted(self, kind, records):
+        """The records {key: raw JSON} that pass record_problem(); the others go to self.skipped."""
+        trusted = {}
+        for key, raw in records.items():
+            problem = record_problem(kind, key, raw)
+            if problem is None:
+                trusted[key] = raw
+            elif problem not in self.skipped:
+                where = self.keys.environments if kind == "environment" else self.keys.apps
+                self.skipped.append("skipped an untrusted record in %s: %s" % (where, problem))
+        return trusted
+
     def _environments(self, raw, beats, names):
-        raw, beats = self._hash_result(raw, names), self._hash_result(beats, names)
+        raw = self._trusted("environment", self._hash_result(raw, names))
+        beats = self._hash_result(beats, names)
         now = now_ms()
         return {name: self._environment_view(name, raw[name], beats.get(name), now) for name in sorted(raw)}
 
@@ -158,13 +180,27 @@ class ControlPlane:
         ])
         check_schema_version(schema, self.keys.schema)
         environments = self._environments(raw_envs, beats, None)
-        raw_apps = self._hash_result(raw_apps, names)
+        raw_apps = self._trusted("app", self._hash_result(raw_apps, names))
         apps = {name: decode(raw_apps[name], "app record %r" % name) for name in sorted(raw_apps)}
         statuses = self._read([("HGETALL", self.keys.status(name)) for name in apps])
         for (name, app), status in zip(apps.items(), statuses):
-            app["status"] = {env: decode(value, "status of %r in %r" % (name, env)) for env, value in pairs(status).items()}
+            app["status"] = {env: self._status(name, env, value) for env, value in pairs(status).items()}
             app["proxyTarget"] = self._proxy_target(app, environments)
         return apps, environments
+
+    def _status(self, app, env, raw):
+        """A status record, or None (reported in self.skipped) when it is not one."""
+        try:
+            status = decode(raw, "status of app %r in environment %r" % (app, env))
+        except ControlPlaneError as exc:
+            self.skipped.append("skipped an untrusted record in %s: %s" % (self.keys.status(app), exc))
+            return None
+        if status.get("status") not in APP_STATUSES:
+            self.skipped.append("skipped an untrusted record in %s: the status of app %r in environment %r, %r, is "
+                                "not one of NocoBase's AppStatus values" % (self.keys.status(app), app, env,
+                                                                           status.get("status")))
+            return None
+        return status
 
     @staticmethod
     def _proxy_target(app, environments):

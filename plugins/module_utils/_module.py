@@ -49,6 +49,8 @@ def run_module(argument_spec, runner, required_together=(), **module_kwargs):
     plane = ControlPlane(client, module.params["key_prefix"], module.params.get("stale_after") or DEFAULT_STALE_AFTER_SECONDS)
     try:
         result = runner(module, plane)
+        for problem in plane.skipped:
+            module.warn(problem)
     except ControlPlaneError as exc:
         module.fail_json(msg=str(exc))
     except RedisError as exc:

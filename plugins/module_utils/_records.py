@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import re
 from urllib.parse import urlsplit
 
 from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import (
@@ -59,17 +60,74 @@ def check_app_name(name, field="name"):
         raise ControlPlaneError("%s: %r is not a valid app name (pattern %s)" % (field, name, APP_NAME_PATTERN))
 
 
+# What a URL of a record may hold, because the proxy writes it into nginx's configuration: http or
+# https, a host of hostname (Docker names may hold "_") or IPv4/IPv6 characters, an optional port and an optional path of safe
+# characters. No nginx variable ($), quote, ';', brace, whitespace or control character.
+_SAFE_URL_RE = re.compile(r"https?://([A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?(/[A-Za-z0-9._~%/-]*)?")
+# A title reaches NocoBase's UI and the agent's log; a cname nginx server names and NocoBase.
+_CNAME_RE = re.compile(r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
+_VERSION_RE = re.compile(r"[0-9A-Za-z.+_-]{1,64}")
+
+
 def check_http_url(value, field):
-    """Absolute http(s) URL with a host; '' is allowed and means 'unset'."""
+    """Absolute http(s) URL with a host, of characters safe in nginx; '' is allowed and means 'unset'."""
     if value == "":
         return
+    if not isinstance(value, str) or not _SAFE_URL_RE.fullmatch(value):
+        raise ControlPlaneError(
+            "%s: %r must be an absolute http:// or https:// URL: a host name or address, an optional port "
+            "and path, and no $, quote, ';', brace, whitespace or control character" % (field, value))
     try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError for a bad port
+        port = urlsplit(value).port
     except ValueError as exc:
         raise ControlPlaneError("%s: %r is not a valid URL (%s)" % (field, value, exc)) from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ControlPlaneError("%s: %r must be an absolute http:// or https:// URL" % (field, value))
+    if port == 0:
+        raise ControlPlaneError("%s: %r is not a valid URL (port 0)" % (field, value))
+
+
+def record_problem(kind, key, raw):
+    """Why a record read back from Redis cannot be trusted (naming the key and field), or None.
+
+    Records are written by our modules, but every node and agent holds a Redis password: what is
+    read back is checked again before it reaches a template, a command line or a decision.
+    """
+    try:
+        record = decode(raw, "%s record %r" % (kind, key))
+    except ControlPlaneError as exc:
+        return str(exc)
+    try:
+        if record.get("name") != key:
+            raise ControlPlaneError("name: %r is not the record's key %r" % (record.get("name"), key))
+        if kind == "environment":
+            check_environment_name(key, "name")
+            for field in ("url", "proxyUrl"):
+                if field in record:
+                    check_http_url(record[field], field)
+            version = record.get("appVersion")
+            if version is not None and not (isinstance(version, str) and _VERSION_RE.fullmatch(version)):
+                raise ControlPlaneError("appVersion: %r is not a version" % (version,))
+        else:
+            check_app_name(key, "name")
+            environments = record.get("environments", [])
+            if not isinstance(environments, list):
+                raise ControlPlaneError("environments: must be a list")
+            for env in environments:
+                check_environment_name(env, "environments")
+            if record.get("proxyEnvironment") is not None:
+                check_environment_name(record["proxyEnvironment"], "proxyEnvironment")
+            title = record.get("title")
+            if title is not None and (not isinstance(title, str) or len(title) > 255
+                                      or any(ord(c) < 32 or c == "\x7f" for c in title)):
+                raise ControlPlaneError("title: must be one line of at most 255 characters")
+            cname = record.get("cname")
+            if cname is not None and not (isinstance(cname, str) and _CNAME_RE.fullmatch(cname)):
+                raise ControlPlaneError("cname: %r is not a DNS name" % (cname,))
+            for field in ("options",):
+                if not isinstance(record.get(field, {}), dict):
+                    raise ControlPlaneError("%s: must be an object" % field)
+    except ControlPlaneError as exc:
+        return "%s record %r: %s" % (kind, key, exc)
+    return None
 
 
 def merge(current, updates):
@@ -99,6 +157,8 @@ def environment_updates(item, prefix=""):
     for option in ("url", "proxy_url"):
         if item.get(option) is not None:
             check_http_url(item[option], prefix + option)
+    if item.get("app_version") and not _VERSION_RE.fullmatch(item["app_version"]):
+        raise ControlPlaneError("%sapp_version: %r is not a version" % (prefix, item["app_version"]))
     return {
         "name": item["name"],
         "url": item.get("url"),
@@ -123,6 +183,11 @@ def app_updates(item, prefix=""):
             check_environment_name(env, prefix + "environments")
     if item.get("proxy_environment"):
         check_environment_name(item["proxy_environment"], prefix + "proxy_environment")
+    if item.get("cname") and not _CNAME_RE.fullmatch(item["cname"]):
+        raise ControlPlaneError("%scname: %r is not a DNS name (lower-case)" % (prefix, item["cname"]))
+    title = item.get("title")
+    if title and (len(title) > 255 or any(ord(c) < 32 or c == "\x7f" for c in title)):
+        raise ControlPlaneError("%stitle: must be one line of at most 255 characters" % prefix)
     options = item.get("options")
     if options is not None:
         conn_type = options.get("dbConnType")

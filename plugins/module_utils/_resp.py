@@ -101,7 +101,9 @@ class Client:
             data = self._file.read(size + 2)
             if len(data) != size + 2:
                 raise ConnectionFailed("connection to Redis closed")
-            return data[:-2].decode("utf-8")
+            # Not UTF-8 (written by something else): U+FFFD in its place, which no name or URL
+            # rule accepts, instead of a reader that crashes.
+            return data[:-2].decode("utf-8", "replace")
         if kind == b"*":
             size = int(rest)
             return None if size < 0 else [self._read() for _index in range(size)]

@@ -190,6 +190,52 @@ def test_every_node_has_the_generated_root_account_and_refuses_the_default(platf
         assert platform.sign_in(port, "root@example.com", "admin123") == 401, node
 
 
+HOSTILE_URL = ('http://worker_a"; } server { listen 80 default_server; location / { return 302 '
+               'https://phish.example$request_uri; } } map $host $pwn { default "')
+
+
+def test_hostile_records_never_reach_the_live_proxy(platform):
+    """Records written straight into Redis, as anything holding its password could (issue 8)."""
+    client = platform.redis()
+    env_b = client.hget("nocobase:environments", "env_b")
+    hostile = {
+        ("nocobase:environments", "env_b"): json.dumps({"name": "env_b", "url": "http://x", "proxyUrl": HOSTILE_URL}),
+        ("nocobase:apps", "default"): json.dumps({"name": "default", "environments": ["env_a"]}),
+        ("nocobase:apps", "include"): json.dumps({"name": "include", "environments": ["env_a"]}),
+        ("nocobase:apps", "evil"): json.dumps({"name": "evil", "environments": ["env_a"], "proxyEnvironment": "env_a\n}"}),
+        ("nocobase:apps", "garbage"): "\xff{",
+        # a good app whose environment's record is the hostile one
+        ("nocobase:apps", "on_b"): json.dumps({"name": "on_b", "environments": ["env_b"]}),
+    }
+    for (key, field), value in hostile.items():
+        client.hset(key, field, value)
+    try:
+        run = platform.playbook("proxy.yml")
+        rendered = (platform.root / "proxy" / "nocobase.conf").read_text()
+        for text in ("phish", "$pwn", "default_server", "evil"):
+            assert text not in rendered, text
+        keys = [line.split()[0] for line in rendered.splitlines() if line.startswith("    ") and line.strip()]
+        # One `default` per map of the template's own, no `include` key: no name became nginx syntax.
+        assert keys.count("default") == rendered.count("\nmap ") and "include" not in keys
+        assert "phish" not in platform.docker("exec", platform.container("proxy"), "cat",
+                                              "/etc/nginx/conf.d/nocobase.conf").stdout
+        output = " ".join((run.stdout + run.stderr).split())  # warnings go to stderr
+        for field in ("env_b", "default", "include", "evil", "garbage"):
+            assert "skipped an untrusted record" in output and ("'%s'" % field) in output, field
+        # The good apps keep their routes; hr, whose env_b is not trusted now, goes to env_a as placed.
+        assert platform.get("/apps/crm/admin/")[0] == 200
+        assert platform.get("/api/users:list", {"X-App": "crm"})[0] == 200
+        status, _body = platform.get("/apps/evil/admin/")
+        assert status != 302
+        assert platform.get("/apps/on_b/admin/")[0] == 503  # no trusted URL for it: the unavailable page
+    finally:
+        client.hset("nocobase:environments", "env_b", env_b)
+        for key, field in hostile:
+            if key == "nocobase:apps":
+                client.hdel(key, field)
+        platform.playbook("proxy.yml")
+
+
 def test_a_run_without_the_apps_list_deletes_nothing(platform):
     bare = platform.root / "without-apps-list"
     shutil.copytree(platform.overlay, bare)

@@ -60,6 +60,10 @@ def failure(module, args, **kwargs):
     return info.value.result["msg"]
 
 
+# The nginx injection measured against the first release (issue 8): it rendered and passed nginx -t.
+HOSTILE_URL = ('http://worker_a"; } server { listen 80 default_server; location / { return 302 '
+               'https://phish.example$request_uri; } } map $host $pwn { default "')
+
 # ------------------------------------------------------------------ environment
 
 def test_environment_four_steps_and_diff_of_changed_fields_only(conn, rclient, key_prefix, keys):
@@ -139,6 +143,13 @@ def test_environment_info_derives_availability_from_the_window(conn, rclient, ke
         (dict(name="env_a", url="/relative"), "url: '/relative' must be an absolute"),
         (dict(name="env_a", url="http://a", proxy_url="ftp://a"), "proxy_url: 'ftp://a'"),
         (dict(name="env_a", url="http://a:99999"), "url: 'http://a:99999' is not a valid URL"),
+        (dict(name="env_a", url="http://$http_x_target"), "url: 'http://$http_x_target' must be an absolute"),
+        (dict(name="env_a", url="http://a", proxy_url='http://w/";}'), "proxy_url: 'http://w/\";}' must be"),
+        (dict(name="env_a", url="http://w/\n}"), "url: 'http://w/\\n}' must be"),
+        (dict(name="env_a", url="http://w /x"), "url: 'http://w /x' must be"),
+        (dict(name="env_a", url="http://a", proxy_url=HOSTILE_URL), "proxy_url: %r must be" % HOSTILE_URL),
+        (dict(name="env_a", url="http://a{b}"), "url: 'http://a{b}' must be"),
+        (dict(name="env_a", url="http://a", app_version="2.2'; drop"), "app_version: \"2.2'; drop\" is not a version"),
         (dict(name="env_a"), "url is required to register the new environment 'env_a'"),
         (dict(environments=[dict(name="ok", url="http://a"), dict(name="ok", url="http://b")]), "environments[1].name: 'ok' is listed twice"),
         (dict(environments=[dict(name="ok", url="http://a"), dict(name="b", url="b")]), "environments[1].url: 'b'"),
@@ -203,6 +214,8 @@ def test_app_list_form_is_all_or_nothing(conn, rclient, key_prefix, keys, two_en
         (dict(name="crm"), "environments must name at least one environment"),
         (dict(name="crm", environments=["env_a", "env_a"]), "environments lists an environment twice"),
         (dict(name="crm", environments=["env_a"], options={"dbConnType": "copy"}), "options.dbConnType: 'copy'"),
+        (dict(name="crm", environments=["env_a"], cname="crm.example.com;"), "cname: 'crm.example.com;' is not a DNS name"),
+        (dict(name="crm", environments=["env_a"], title="CRM\ninclude /etc/passwd;"), "title: must be one line"),
     ],
 )
 def test_app_bad_input_names_the_field_and_writes_nothing(conn, rclient, key_prefix, two_envs, args, field):
@@ -406,3 +419,42 @@ def test_list_forms_cost_a_fixed_number_of_round_trips(conn, monkeypatch, module
 def test_a_key_prefix_that_could_overlap_another_platform_is_refused(redis_server, rclient, prefix):
     message = failure("environment_info", dict(redis_url=redis_server.url, key_prefix=prefix))
     assert "key_prefix: %r must be one segment" % prefix in message
+
+
+def warnings_of(result):
+    """The module's warnings as one text (ansible-core 2.19 returns them as structured events)."""
+    return "\n".join(w["event"]["msg"] if isinstance(w, dict) else w for w in result.get("warnings", []))
+
+
+def test_readers_skip_untrusted_records_with_a_warning_naming_them(conn, rclient, keys):
+    """Records written straight into Redis (every node of the plugin runtime holds its password)."""
+    run("environment", dict(conn, environments=[dict(name="env_a", url="http://a"), dict(name="env_b", url="http://b")]))
+    run("app", dict(conn, apps=[dict(name="good", environments=["env_a"]), dict(name="other", environments=["env_b"])]))
+    rclient.hset(keys.environments, "env_b", json.dumps({"name": "env_b", "url": "http://b", "proxyUrl": HOSTILE_URL}))
+    rclient.hset(keys.environments, "env_c", "{not json")
+    rclient.hset(keys.environments, "env_d", json.dumps({"name": "env_x", "url": "http://d"}))
+    rclient.hset(keys.heartbeats, "env_a", "soon")
+    rclient.hset(keys.apps, "evil", json.dumps({"name": "evil", "environments": ["env_a"], "title": "x\ninclude /etc/x;"}))
+    rclient.hset(keys.apps, "bytes", b"\xff\xfe{")
+    rclient.hset(keys.apps, "wrong", json.dumps({"name": "wrong", "environments": "env_a"}))
+    rclient.hset(keys.status("good"), "env_a", json.dumps({"status": "pwned", "requestId": "x", "updatedAt": 1}))
+
+    envs = run("environment_info", dict(conn))
+    assert [e["name"] for e in envs["environments"]] == ["env_a"]
+    assert envs["environments"][0]["available"] is False  # its heartbeat is not a number
+    text = warnings_of(envs)
+    for fragment in ("environment record 'env_b': proxyUrl:", "environment record 'env_c' is not valid JSON",
+                     "environment record 'env_d': name: 'env_x' is not the record's key", "the heartbeat 'soon' of environment 'env_a'"):
+        assert fragment in text, text
+
+    apps = run("app_info", dict(conn))
+    assert sorted(a["name"] for a in apps["apps"]) == ["good", "other"]
+    by_name = {a["name"]: a for a in apps["apps"]}
+    assert by_name["good"]["status"] == {"env_a": None}
+    assert by_name["other"]["proxyTarget"] == {"environment": "env_b", "url": None, "available": False,
+                                               "registered": False}  # its environment was not trusted
+    text = warnings_of(apps)
+    for fragment in ("app record 'evil': title:", "app record 'bytes' is not valid JSON",
+                     "app record 'wrong': environments: must be a list", "in environment 'env_a', 'pwned', is not one of"):
+        assert fragment in text, text
+    assert HOSTILE_URL not in json.dumps(apps["apps"])

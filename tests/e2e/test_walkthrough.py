@@ -62,7 +62,7 @@ def test_readme_walkthrough(walkthrough):
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
     assert containers() == {name: "running" for name in (
         "nocobase-redis", "nocobase-postgres", "nocobase-supervisor", "nocobase-worker-env_a",
-        "nocobase-worker-env_b", "nocobase-proxy")}
+        "nocobase-worker-env_b", "nocobase-agent-env_a", "nocobase-agent-env_b", "nocobase-proxy")}
     assert sorted(environments()) == ["env_a", "env_b"]
 
     done = run_block(declare)
@@ -74,7 +74,7 @@ def test_readme_walkthrough(walkthrough):
 
     done = run_block(remove)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
-    assert "nocobase-worker-env_b" not in containers()
+    assert "nocobase-worker-env_b" not in containers() and "nocobase-agent-env_b" not in containers()
     assert sorted(environments()) == ["env_a"]
     volumes = subprocess.run(["docker", "volume", "ls", "--format", "{{.Name}}"], capture_output=True, text=True, check=True)
     assert "nocobase-worker-env_b-storage" in volumes.stdout.split()

@@ -196,9 +196,9 @@ class ControlPlane:
             self.skipped.append("skipped an untrusted record in %s: %s" % (self.keys.status(app), exc))
             return None
         if status.get("status") not in APP_STATUSES:
-            self.skipped.append("skipped an untrusted record in %s: the status of app %r in environment %r, %r, is "
-                                "not one of NocoBase's AppStatus values" % (self.keys.status(app), app, env,
-                                                                           status.get("status")))
+            message = "the status of app %r in environment %r, %r, is not one of NocoBase's AppStatus values" % (
+                app, env, status.get("status"))
+            self.skipped.append("skipped an untrusted record in %s: %s" % (self.keys.status(app), message))
             return None
         return status
 

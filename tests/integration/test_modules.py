@@ -64,6 +64,7 @@ def failure(module, args, **kwargs):
 HOSTILE_URL = ('http://worker_a"; } server { listen 80 default_server; location / { return 302 '
                'https://phish.example$request_uri; } } map $host $pwn { default "')
 
+
 # ------------------------------------------------------------------ environment
 
 def test_environment_four_steps_and_diff_of_changed_fields_only(conn, rclient, key_prefix, keys):

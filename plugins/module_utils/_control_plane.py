@@ -49,6 +49,18 @@ end
 local app, action, force, dry = ARGV[3], ARGV[4], ARGV[8] == '1', ARGV[9] == '1'
 local field = app .. ':' .. action
 local chosen, skipped, queued_by, writes = {}, {}, {}, {}
+-- Every key is checked before anything is written: a script is not rolled back on an error.
+local expected = {{KEYS[2], 'hash'}}
+for i = 12, #ARGV do
+  table.insert(expected, {KEYS[4 + (i - 12) * 2], 'stream'})
+  table.insert(expected, {KEYS[5 + (i - 12) * 2], 'hash'})
+end
+for _, pair in ipairs(expected) do
+  local found = redis.call('TYPE', pair[1])['ok']
+  if found ~= 'none' and found ~= pair[2] then
+    return redis.error_reply('WRONGTYPE ' .. pair[1] .. ' holds a ' .. found .. ', not a ' .. pair[2])
+  end
+end
 for i = 12, #ARGV do
   local env = ARGV[i]
   local commands, pending = KEYS[4 + (i - 12) * 2], KEYS[5 + (i - 12) * 2]
@@ -241,12 +253,15 @@ class ControlPlane:
 
     # ---------------------------------------------------------------- writes
 
-    def reconcile(self, hash_key, names, plan, check_mode, on_create=None, on_remove=None):
+    def reconcile(self, hash_key, names, plan, check_mode, on_create=None, on_remove=None, key_types=None):
         """Bring the records `names` of one hash to what `plan` wants, in one transaction.
 
         `plan(current)` gets {name: stored record} and returns {name: wanted record, or None to
         remove}; it may raise ControlPlaneError before anything is written.  `on_create(name)` and
-        `on_remove(name)` return more commands for the same transaction (a record's other keys).
+        `on_remove(name)` return more commands for the same transaction (a record's other keys);
+        `key_types(name)` gives {key: type} those keys of a created record must have (or not
+        exist), checked under WATCH before the transaction, since Redis does not roll back the
+        rest of a MULTI when one command meets a key of the wrong type.
         Returns {name: (before, after)} for the records that change.  Two round trips: WATCH and
         read, then MULTI/EXEC (retried if a concurrent writer touched the hash in between).
         """
@@ -269,6 +284,9 @@ class ControlPlane:
             for name in names:
                 if current.get(name) != wanted[name]:
                     changes[name] = (current.get(name), wanted[name])
+            created = [name for name, (before, _after) in changes.items() if before is None]
+            if key_types and created:
+                self._check_key_types({key: kind for name in created for key, kind in key_types(name).items()})
             if check_mode or not changes:
                 self._read([("UNWATCH",)])
                 return changes
@@ -295,6 +313,21 @@ class ControlPlane:
                     raise ControlPlaneError("Redis refused part of the transaction: %s" % reply)
             return changes
         raise ControlPlaneError("%s kept changing under concurrent writers; nothing was written, try again" % hash_key)
+
+    def _check_key_types(self, wanted):
+        """Watch the keys {key: type} too and refuse, writing nothing, when one holds another type."""
+        keys = sorted(wanted)
+        replies = self._read([("WATCH",) + tuple(keys)] + [("TYPE", key) for key in keys])
+        wrong = ["%s holds a %s, not a %s" % (key, found, wanted[key])
+                 for key, found in zip(keys, replies[1:]) if found not in ("none", wanted[key])]
+        if wrong:
+            self._read([("UNWATCH",)])
+            raise ControlPlaneError("%s; nothing was written" % "; ".join(wrong))
+
+    def environment_key_types(self, environment):
+        """The types of an environment's own keys (protocol v1)."""
+        return {self.keys.commands(environment): "stream", self.keys.pending(environment): "hash",
+                self.keys.processed(environment): "zset"}
 
     def beat(self, names):
         """Stamp a heartbeat for environments, as a worker would."""
@@ -341,12 +374,15 @@ class ControlPlane:
                     json.dumps(environments, separators=(",", ":")), encode(command.get("payload") or {}), now_ms(),
                     int(bool(command.get("force"))), int(dry_run), int(request_ttl), int(caller_supplied)] + environments
             calls.append(("EVALSHA", ENQUEUE_SHA, len(keys)) + tuple(keys) + tuple(args))
-        outcomes = []
-        for request_id, reply in zip(request_ids, self.client.pipeline(calls)[1:]):
+        outcomes, failures = [], []
+        for command, request_id, reply in zip(commands, request_ids, self.client.pipeline(calls)[1:]):
             if isinstance(reply, ReplyError):
                 if "SCHEMA" in str(reply):
                     check_schema_version(str(reply).rsplit("SCHEMA ", 1)[1].split()[0], self.keys.schema)
-                raise reply
+                # The script decides before it writes, so a refused app wrote nothing.
+                failures.append("app %r: %s (nothing queued for it)" % (command["app"], reply))
+                outcomes.append(None)
+                continue
             if reply[0] == "duplicate":
                 # The summary the first enqueue stored: the environments this request id was queued for.
                 summary = decode(reply[1], "request %r" % request_id) or {}
@@ -355,4 +391,9 @@ class ControlPlane:
             else:
                 outcomes.append(dict(request_id=request_id, enqueued=list(reply[1]), not_queued=pairs(reply[2]),
                                      queued_by=pairs(reply[3]), duplicate=False))
+        if failures:
+            queued = ["%s (%s)" % (command["app"], ", ".join(outcome["enqueued"]))
+                      for command, outcome in zip(commands, outcomes) if outcome and outcome["enqueued"]]
+            raise ControlPlaneError("Redis refused the command for %s; %s" % (
+                "; ".join(failures), "queued for the others: " + "; ".join(queued) if queued else "nothing was queued"))
         return outcomes

@@ -51,6 +51,7 @@ def run_environment_module(module, plane):
         check=_check,
         on_create=plane.create_consumer_group,
         on_remove=plane.drop_environment_keys,
+        key_types=plane.environment_key_types,
     )
     result = run_record_module(module, plane, kind)
     if module.params["heartbeat"] and not module.check_mode:

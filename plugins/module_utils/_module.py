@@ -63,7 +63,8 @@ def run_module(argument_spec, runner, required_together=(), **module_kwargs):
 class RecordKind:
     """How one kind of record (environment, app) maps between module options and Redis."""
 
-    def __init__(self, list_option, item_fields, hash_key, updates, check, on_create=None, on_remove=None):
+    def __init__(self, list_option, item_fields, hash_key, updates, check, on_create=None, on_remove=None,
+                 key_types=None):
         self.list_option = list_option  # "environments"
         self.item_fields = item_fields  # option names of one item
         self.hash_key = hash_key
@@ -71,6 +72,7 @@ class RecordKind:
         self.check = check  # (merged record, created, prefix) -> raise on a bad record
         self.on_create = on_create
         self.on_remove = on_remove
+        self.key_types = key_types  # name -> {key: type} the keys of a created record must have
 
 
 def _diff_entry(before, after):
@@ -116,7 +118,8 @@ def run_record_module(module, plane, kind):
             final[name] = record
         return final
 
-    changes = plane.reconcile(kind.hash_key, requested, plan, module.check_mode, kind.on_create, kind.on_remove)
+    changes = plane.reconcile(kind.hash_key, requested, plan, module.check_mode, kind.on_create, kind.on_remove,
+                              kind.key_types)
     result = dict(
         changed=bool(changes),
         results=[

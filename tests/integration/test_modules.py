@@ -459,3 +459,19 @@ def test_readers_skip_untrusted_records_with_a_warning_naming_them(conn, rclient
                      "app record 'wrong': environments: must be a list", "in environment 'env_a', 'pwned', is not one of"):
         assert fragment in text, text
     assert HOSTILE_URL not in json.dumps(apps["apps"])
+
+
+def test_a_key_of_the_wrong_type_fails_naming_it_and_nothing_is_half_written(conn, rclient, keys, two_envs):
+    # An environment record is not written when its stream key holds something else.
+    rclient.set(keys.commands("env_c"), "not a stream")
+    message = failure("environment", dict(conn, name="env_c", url="http://c"))
+    assert "%s holds a string, not a stream; nothing was written" % keys.commands("env_c") in message
+    assert not rclient.hexists(keys.environments, "env_c")
+    # A list-form command: the app whose key is corrupt is named, the others are reported queued.
+    run("app", dict(conn, apps=[dict(name="one", environments=["env_a", "env_b"]), dict(name="two", environments=["env_a"])]))
+    rclient.set(keys.commands("env_b"), "corrupt")
+    message = failure("app_command", dict(conn, apps=["one", "two"], command="start"))
+    assert "app 'one': WRONGTYPE %s holds a string, not a stream (nothing queued for it)" % keys.commands("env_b") in message
+    assert "queued for the others: two (env_a)" in message
+    assert rclient.xlen(keys.commands("env_a")) == 1  # two's start only: one's env_a entry was never written
+    assert rclient.hkeys(keys.pending("env_a")) == ["two:start"]

@@ -201,7 +201,9 @@ class ControlPlane:
         return apps, environments
 
     def _status(self, app, env, raw):
-        """A status record, or None (reported in self.skipped) when it is not one."""
+        """A status record, or None (absent, or not one: then reported in self.skipped)."""
+        if raw is None:
+            return None
         try:
             status = decode(raw, "status of app %r in environment %r" % (app, env))
         except ControlPlaneError as exc:
@@ -231,7 +233,7 @@ class ControlPlane:
         """{app: {env: status record or None}} for {app: [env, ...]}; one round trip."""
         apps = list(targets)
         replies = self._read([("HMGET", self.keys.status(app)) + tuple(targets[app]) for app in apps])
-        return {app: {env: decode(value, "status of %r in %r" % (app, env)) for env, value in zip(targets[app], raw)}
+        return {app: {env: self._status(app, env, value) for env, value in zip(targets[app], raw)}
                 for app, raw in zip(apps, replies)}
 
     def read_completions(self, requests):
@@ -244,7 +246,7 @@ class ControlPlane:
         replies = self._read(commands) if commands else []
         out = {app: {} for app in requests}
         for (app, env, _rid), score, status in zip(order, replies[0::2], replies[1::2]):
-            out[app][env] = (score is not None, decode(status, "status of %r in %r" % (app, env)))
+            out[app][env] = (score is not None, self._status(app, env, status))
         return out
 
     def registered_environments(self):

@@ -44,6 +44,8 @@ _ENVIRONMENT_NAME_RE = re.compile(ENVIRONMENT_NAME_PATTERN)
 _APP_NAME_RE = re.compile(APP_NAME_PATTERN)
 _REQUEST_ID_RE = re.compile(REQUEST_ID_PATTERN)
 _KEY_PREFIX_RE = re.compile(KEY_PREFIX_PATTERN)
+# An app's cname reaches nginx server names and NocoBase; its title NocoBase's UI and the logs.
+_CNAME_RE = re.compile(r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
 
 
 class ControlPlaneError(Exception):
@@ -126,6 +128,16 @@ def is_environment_name(name):
 
 def is_app_name(name):
     return isinstance(name, str) and bool(_APP_NAME_RE.fullmatch(name)) and name not in RESERVED_APP_NAMES
+
+
+def is_cname(value):
+    """A lower-case DNS name."""
+    return isinstance(value, str) and bool(_CNAME_RE.fullmatch(value))
+
+
+def is_title(value):
+    """One line of at most 255 characters, no control character."""
+    return isinstance(value, str) and len(value) <= 255 and not any(ord(c) < 32 or c == "\x7f" for c in value)
 
 
 def is_request_id(value):

@@ -21,7 +21,9 @@ from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import
     RESERVED_ENVIRONMENT_NAMES,
     ControlPlaneError,
     is_app_name,
+    is_cname,
     is_environment_name,
+    is_title,
 )
 
 
@@ -64,8 +66,6 @@ def check_app_name(name, field="name"):
 # https, a host of hostname (Docker names may hold "_") or IPv4/IPv6 characters, an optional port and an optional path of safe
 # characters. No nginx variable ($), quote, ';', brace, whitespace or control character.
 _SAFE_URL_RE = re.compile(r"https?://([A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?(/[A-Za-z0-9._~%/-]*)?")
-# A title reaches NocoBase's UI and the agent's log; a cname nginx server names and NocoBase.
-_CNAME_RE = re.compile(r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
 _VERSION_RE = re.compile(r"[0-9A-Za-z.+_-]{1,64}")
 
 
@@ -115,13 +115,10 @@ def record_problem(kind, key, raw):
                 check_environment_name(env, "environments")
             if record.get("proxyEnvironment") is not None:
                 check_environment_name(record["proxyEnvironment"], "proxyEnvironment")
-            title = record.get("title")
-            if title is not None and (not isinstance(title, str) or len(title) > 255
-                                      or any(ord(c) < 32 or c == "\x7f" for c in title)):
+            if record.get("title") is not None and not is_title(record["title"]):
                 raise ControlPlaneError("title: must be one line of at most 255 characters")
-            cname = record.get("cname")
-            if cname is not None and not (isinstance(cname, str) and _CNAME_RE.fullmatch(cname)):
-                raise ControlPlaneError("cname: %r is not a DNS name" % (cname,))
+            if record.get("cname") is not None and not is_cname(record["cname"]):
+                raise ControlPlaneError("cname: %r is not a DNS name" % (record["cname"],))
             for field in ("options",):
                 if not isinstance(record.get(field, {}), dict):
                     raise ControlPlaneError("%s: must be an object" % field)
@@ -183,10 +180,9 @@ def app_updates(item, prefix=""):
             check_environment_name(env, prefix + "environments")
     if item.get("proxy_environment"):
         check_environment_name(item["proxy_environment"], prefix + "proxy_environment")
-    if item.get("cname") and not _CNAME_RE.fullmatch(item["cname"]):
+    if item.get("cname") and not is_cname(item["cname"]):
         raise ControlPlaneError("%scname: %r is not a DNS name (lower-case)" % (prefix, item["cname"]))
-    title = item.get("title")
-    if title and (len(title) > 255 or any(ord(c) < 32 or c == "\x7f" for c in title)):
+    if item.get("title") and not is_title(item["title"]):
         raise ControlPlaneError("%stitle: must be one line of at most 255 characters" % prefix)
     options = item.get("options")
     if options is not None:

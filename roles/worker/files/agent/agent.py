@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import signal
 import socket
 import sys
@@ -43,7 +42,9 @@ from _keyspace import (  # noqa: E402
     Keyspace,
     check_key_prefix,
     is_app_name,
+    is_cname,
     is_environment_name,
+    is_title,
     now_ms,
 )
 from nocobase_api import AuthError, NocoBase, NocoBaseError, error_code, error_message  # noqa: E402
@@ -51,9 +52,6 @@ from nocobase_api import AuthError, NocoBase, NocoBaseError, error_code, error_m
 import redis  # noqa: E402
 
 LOG = logging.getLogger("agent")
-
-# A cname is a DNS name; it reaches NocoBase's applications table and nginx server names.
-CNAME_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 
 
 class ConfigError(Exception):
@@ -152,11 +150,10 @@ def checked_app_record(app, record):
     """The fields of an app record that reach NocoBase, validated (records in Redis are not trusted)."""
     if not isinstance(record, dict):
         raise ValueError("the record of app %s is not a JSON object" % app)
-    title = record.get("title")
-    if title is not None and (not isinstance(title, str) or len(title) > 255 or any(ord(c) < 32 for c in title)):
+    title, cname = record.get("title"), record.get("cname")
+    if title is not None and not is_title(title):
         raise ValueError("app %s: field title must be a one-line string of at most 255 characters" % app)
-    cname = record.get("cname")
-    if cname is not None and (not isinstance(cname, str) or not CNAME_RE.match(cname)):
+    if cname is not None and not is_cname(cname):
         raise ValueError("app %s: field cname must be a DNS name" % app)
     options = record.get("options", {})
     if not isinstance(options, dict):

@@ -37,7 +37,7 @@ def free_port():
 class RedisServer:
     """A real redis-server process owned by the test session."""
 
-    def __init__(self, password=None):
+    def __init__(self, password=None, extra_args=()):
         self.password = password
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="nocobase-redis-")
@@ -48,6 +48,7 @@ class RedisServer:
                 "--appendonly", "no", "--dir", self.dir]
         if password:
             args += ["--requirepass", password]
+        args += list(extra_args)
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while True:

@@ -102,6 +102,15 @@ class Keyspace:
         """String: JSON summary of a command enqueued under a caller-supplied requestId, with a TTL."""
         return self.prefix + "request:" + request_id
 
+    def consumer_writes(self, environment):
+        """Key patterns (Redis glob) a consumer of `environment` writes; it only reads the others.
+
+        The shared hashes (environments, heartbeats, status) are written field by field, one field per
+        environment: Redis ACLs cannot tell fields apart, so those fields are the protocol's rule only.
+        """
+        return [self.commands(environment), self.pending(environment), self.processed(environment),
+                self.environments, self.heartbeats, self.status("*"), self.lock("*"), self.schema]
+
 
 def check_key_prefix(prefix):
     """The prefix, or a ControlPlaneError when it could name another platform's keys."""

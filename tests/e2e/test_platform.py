@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import redis
 import yaml
+from ansible_collections.nocobase.multienv.plugins.module_utils._redis_acl import user_password
 from helpers import producer, wait_for
 
 from conftest import COLLECTIONS_PATH, REPO, free_port
@@ -190,6 +191,70 @@ def test_every_node_has_the_generated_root_account_and_refuses_the_default(platf
         assert platform.sign_in(port, "root@example.com", "admin123") == 401, node
 
 
+def _connects(platform, container, host, port):
+    """Whether `container` opens a TCP connection to host:port (name or address) within 3 s."""
+    probe = ("import socket,sys\ntry:\n socket.create_connection((sys.argv[1], int(sys.argv[2])), 3).close()\n"
+             "except OSError:\n sys.exit(1)")
+    if "agent" in container:  # the agent image has Python, the proxy image has bash
+        argv = ["python3", "-c", probe, host, str(port)]
+    else:
+        argv = ["timeout", "4", "bash", "-c", 'exec 3<>"/dev/tcp/$0/$1"', host, str(port)]
+    return platform.docker("exec", container, *argv, check=False).returncode == 0
+
+
+def test_the_proxy_cannot_reach_redis_or_postgres(platform):
+    proxy, agent = platform.container("proxy"), platform.container("agent-env_a")
+    for service, port in (("redis", 6379), ("postgres", 5432)):
+        name = platform.container(service)
+        address = platform.docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                                  name).stdout.strip()
+        assert address, name
+        assert _connects(platform, agent, name, port), "the agent, on the back network, reaches %s" % name
+        assert not _connects(platform, proxy, name, port), "%s resolves from the proxy" % name
+        assert not _connects(platform, proxy, address, port), "the proxy reaches %s at %s" % (name, address)
+    assert _connects(platform, proxy, platform.container("worker-env_a"), 13000)  # nodes stay reachable
+
+
+def _container_env(platform, container):
+    listed = platform.docker("inspect", "-f", "{{json .Config.Env}}", container).stdout
+    return dict(item.split("=", 1) for item in json.loads(listed))
+
+
+def test_each_container_holds_only_its_own_redis_user(platform):
+    """The agent of env_a may write its environment's keys only; nodes hold no Redis URL at all."""
+    agent_url = _container_env(platform, platform.container("agent-env_a"))["AGENT_REDIS_URL"]
+    assert agent_url.startswith("redis://agent-env_a:") and platform.redis_password not in agent_url
+    for node in ("supervisor", "worker-env_a", "worker-env_b"):
+        assert not any("redis://" in value for value in _container_env(platform, platform.container(node)).values())
+    redis_args = _container_env(platform, platform.container("redis"))["REDIS_ARGS"]
+    assert platform.redis_password not in redis_args and "--requirepass" not in redis_args
+
+    password = agent_url.split("@")[0].rsplit(":", 1)[1]
+    agent = redis.Redis(host="127.0.0.1", port=platform.ports["redis"], username="agent-env_a", password=password,
+                        decode_responses=True, socket_timeout=10)
+    assert "crm" in agent.hkeys("nocobase:apps")  # it reads the platform's records
+    assert agent.xinfo_groups("nocobase:commands:env_a")  # and owns its stream
+    refused = {
+        "a command for env_b": lambda: agent.xadd("nocobase:commands:env_b", {"action": "remove"}),
+        "env_b's pending marks": lambda: agent.hset("nocobase:pending:env_b", "crm:stop", "x"),
+        "env_b's completions": lambda: agent.delete("nocobase:processed:env_b"),
+        "an app record": lambda: agent.hset("nocobase:apps", "crm", "{}"),
+        "a request summary": lambda: agent.set("nocobase:request:x", "{}"),
+        "a key outside the platform": lambda: agent.set("elsewhere", "1"),
+        "the server's configuration": lambda: agent.config_set("appendonly", "no"),
+        "flushing": agent.flushall,
+    }
+    for what, write in refused.items():
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            write()
+            pytest.fail("agent-env_a may write %s" % what)
+    operator = redis.Redis(host="127.0.0.1", port=platform.ports["redis"], username="operator",
+                           password=user_password(platform.redis_password, "operator"), socket_timeout=10)
+    assert operator.hget("nocobase:apps", "crm")  # the modules' user
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        operator.config_get("requirepass")
+
+
 HOSTILE_URL = ('http://worker_a"; } server { listen 80 default_server; location / { return 302 '
                'https://phish.example$request_uri; } } map $host $pwn { default "')
 
@@ -270,6 +335,33 @@ def test_a_node_installed_with_other_root_credentials_fails_clearly(platform):
         assert "installed earlier" in run.stdout and "another-root-password" not in run.stdout
     finally:
         platform.playbook("supervisor.yml")  # back to the platform's secrets
+
+
+def _container_ids(platform):
+    listed = platform.docker("ps", "-aq", "--no-trunc", "--filter",
+                             "label=org.nocobase.multienv.platform=%s" % platform.name).stdout
+    return sorted(listed.split())
+
+
+def test_a_lost_secrets_directory_stops_the_run_before_anything_changes(platform):
+    before = _container_ids(platform)
+    kept = platform.root / "secrets-backup"
+    platform.secrets.rename(kept)
+    try:
+        lost = platform.playbook("site.yml", check=False)
+        assert lost.returncode != 0
+        assert "the secrets directory was lost or moved" in lost.stdout, lost.stdout[-3000:]
+        assert "%s-supervisor-storage" % platform.name in lost.stdout
+        assert not (platform.secrets / "aes_secret_key").exists()  # no new key was made
+    finally:
+        shutil.rmtree(platform.secrets, ignore_errors=True)
+        kept.rename(platform.secrets)
+    other_key = "0123456789abcdef" * 4
+    wrong = platform.playbook("site.yml", "-e", "nocobase_aes_secret_key=" + other_key, check=False)
+    assert wrong.returncode != 0
+    assert "nocobase_aes_secret_key is not the AES key the data in" in wrong.stdout, wrong.stdout[-3000:]
+    assert other_key not in wrong.stdout + wrong.stderr
+    assert _container_ids(platform) == before  # nothing was recreated either time
 
 
 def nginx_reloads(platform):

@@ -11,6 +11,7 @@ import json
 
 import pytest
 import yaml
+from ansible_collections.nocobase.multienv.plugins.module_utils._redis_acl import user_password
 from test_platform import Platform
 
 SEED_ENV = {
@@ -44,7 +45,7 @@ def container_env(platform, suffix):
 
 def test_nodes_get_the_seed_environment_and_no_agent_runs(plugin_platform):
     platform = plugin_platform
-    redis_url = "redis://:%s@%s-redis:6379/0" % (platform.redis_password, platform.name)
+    redis_url = "redis://node:%s@%s-redis:6379/0" % (user_password(platform.redis_password, "node"), platform.name)
     for suffix, role, environment in (("supervisor", "supervisor", None), ("worker-env_a", "worker", "env_a"),
                                       ("worker-env_b", "worker", "env_b")):
         env = container_env(platform, suffix)

@@ -190,8 +190,8 @@ def test_unavailable_earlier_environment_does_not_block(rclient, keys, plane, ma
     put_app(rclient, keys, "erp", ["x", "b"])
     put_app(rclient, keys, "hr", ["y", "b"])
     rclient.hset(keys.heartbeats, mapping={"a": now_ms(), "y": now_ms() - 400_000})  # x never beat
-    for app, envs in (("crm", ["a", "b"]), ("erp", ["x", "b"]), ("hr", ["y", "b"])):
-        plane.enqueue(app, "start", environments=envs)
+    request_ids = {app: plane.enqueue(app, "start", environments=envs)["request_id"]
+                   for app, envs in (("crm", ["a", "b"]), ("erp", ["x", "b"]), ("hr", ["y", "b"]))}
     b.drain(timeout=5)
     assert sorted(calls) == [("erp", "start"), ("hr", "start")]
     assert status_of(rclient, keys, "crm", "b") is None
@@ -202,8 +202,8 @@ def test_unavailable_earlier_environment_does_not_block(rclient, keys, plane, ma
         b.step(block_ms=50)
     (entry,) = rclient.xpending_range(keys.commands("b"), CONSUMER_GROUP, "-", "+", 10)
     assert entry["consumer"] == "b1" and entry["time_since_delivered"] < RECLAIM_IDLE_MS
-    # The earlier environment is done: b goes ahead.
-    rclient.hset(keys.status("crm"), "a", standin_consumer.status_record("running", "elsewhere"))
+    # The earlier environment is done with this start: b goes ahead.
+    rclient.hset(keys.status("crm"), "a", standin_consumer.status_record("running", request_ids["crm"]))
     b.drain(timeout=5)
     assert ("crm", "start") in calls
     assert status_of(rclient, keys, "crm", "b")["status"] == "running"
@@ -217,11 +217,11 @@ def test_entries_of_one_app_keep_stream_order_while_deferred(rclient, keys, plan
     b.start()
     put_app(rclient, keys, "crm", ["a", "b"])
     rclient.hset(keys.heartbeats, "a", now_ms())  # a is available but nobody consumes its stream
-    plane.enqueue("crm", "start", environments=["a", "b"])
+    start = plane.enqueue("crm", "start", environments=["a", "b"])["request_id"]
     plane.enqueue("crm", "stop", environments=["b"], force=True)
     b.drain(timeout=3)
     assert calls == [] and len(b.deferred) == 2
-    rclient.hset(keys.status("crm"), "a", standin_consumer.status_record("running", "elsewhere"))
+    rclient.hset(keys.status("crm"), "a", standin_consumer.status_record("running", start))
     b.drain(timeout=5)
     assert calls == ["start", "stop"]
     assert status_of(rclient, keys, "crm", "b")["status"] == "stopped"
@@ -529,3 +529,72 @@ def test_app_command_wait_fails_on_a_worker_error(rclient, keys, redis_server, m
         run("app_command", dict(conn, app="broken", command="start", wait=True, wait_timeout=30))
     assert "failed to start: app 'broken' in" in failed.value.result["msg"]
     assert "simulated start failure" in failed.value.result["msg"]
+
+
+# ------------------------------------------------ the worker author's questions (docs/protocol.md)
+
+def test_a_forced_restart_keeps_the_environment_order(rclient, keys, plane, make_consumer):
+    """The app runs in a and b; a forced start restarts a first, although a's old status is running."""
+    order_key = keys.prefix + "test:order"
+    for env in ("a", "b"):
+        make_consumer(env, env + "1", Recorder(rclient, order_key, env, seconds=0.3), run=True)
+    put_app(rclient, keys, "crm", ["a", "b"])
+    plane.enqueue("crm", "start", environments=["a", "b"])
+    wait_for(lambda: all((status_of(rclient, keys, "crm", e) or {}).get("status") == "running" for e in "ab"),
+             timeout=15, what="crm running in a and b")
+    rclient.delete(order_key)
+    rid = plane.enqueue("crm", "start", environments=["a", "b"], force=True)["request_id"]
+
+    def restarted(env):
+        status = status_of(rclient, keys, "crm", env)
+        return status["requestId"] == rid and status["status"] == "running"
+
+    wait_for(lambda: restarted("a") and restarted("b"), timeout=15, what="the forced start done in a and b")
+    events = rclient.lrange(order_key, 0, -1)
+    assert events.index("a:crm:start:end") < events.index("b:crm:start:begin"), events
+    assert_nothing_pending(rclient, keys, ["a", "b"], ["crm"])
+
+
+def test_what_a_status_says_while_an_action_runs(rclient, keys, plane, make_consumer):
+    """start shows `initializing`; stop and remove leave the previous status until they finish;
+    `preparing` and `commanding` are never written."""
+    seen = []
+    a = make_consumer("a", "a1", lambda app, action, payload, record: seen.append(
+        (action, (status_of(rclient, keys, app, "a") or {}).get("status"))))
+    put_app(rclient, keys, "crm", ["a"])
+    for action in ("create", "start", "stop", "start", "remove"):
+        plane.enqueue("crm", action, environments=["a"])
+        a.drain(timeout=5)
+    assert seen == [("create", None), ("start", "initializing"), ("stop", "running"),
+                    ("start", "initializing"), ("remove", "running")]
+
+
+def test_reclaim_pages_through_more_entries_than_one_count(rclient, keys, plane, make_consumer):
+    """25 entries left by a dead consumer: XAUTOCLAIM from 0-0 with COUNT 10 each loop finds them all."""
+    for number in range(25):
+        put_app(rclient, keys, "app%d" % number, ["a"])
+        plane.enqueue("app%d" % number, "start", environments=["a"])
+    rclient.xreadgroup(CONSUMER_GROUP, "dead", {keys.commands("a"): ">"}, count=100)
+    time.sleep(RECLAIM_IDLE_MS / 1000.0 + 0.2)
+    a = make_consumer("a", "a1", lambda *args: None, count=10)
+    a.drain(timeout=15)
+    assert all(status_of(rclient, keys, "app%d" % n, "a")["status"] == "running" for n in range(25))
+    assert_nothing_pending(rclient, keys, ["a"])
+
+
+def test_dead_consumer_names_are_removed_on_start(rclient, keys, make_consumer):
+    stream = keys.commands("a")
+    rclient.xgroup_create(stream, CONSUMER_GROUP, id="0", mkstream=True)
+    rclient.xadd(stream, {"requestId": "r1", "appName": "crm", "action": "stop"})
+    rclient.xreadgroup(CONSUMER_GROUP, "busy", {stream: ">"}, count=1)  # holds an entry
+    rclient.xgroup_createconsumer(stream, CONSUMER_GROUP, "gone")  # nothing pending
+    time.sleep(0.3)
+    make_consumer("a", "a1", lambda *args: None, dead_consumer_idle_ms=200, register=False).start()
+    names = {info["name"] for info in rclient.xinfo_consumers(stream, CONSUMER_GROUP)}
+    assert names == {"busy"}  # its entry waits for XAUTOCLAIM, so its name stays
+
+
+def test_a_worker_registering_replaces_the_operators_record(rclient, keys, make_consumer):
+    rclient.hset(keys.environments, "a", json.dumps({"name": "a", "url": "http://operator.example"}))
+    make_consumer("a", "a1", url="http://worker.example").start()
+    assert json.loads(rclient.hget(keys.environments, "a"))["url"] == "http://worker.example"

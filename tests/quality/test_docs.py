@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import textwrap
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from conftest import COLLECTIONS_PATH, REPO
 PLUGINS = sorted(
     [("module", path.stem) for path in (REPO / "plugins" / "modules").glob("*.py")]
     + [("lookup", path.stem) for path in (REPO / "plugins" / "lookup").glob("*.py")]
+    + [("filter", path.stem) for path in (REPO / "plugins" / "filter").glob("*.yml")]
 )
 ROLES = sorted(path.parent.parent.name for path in (REPO / "roles").glob("*/meta/argument_specs.yml")
                if not path.parent.parent.name.startswith("_"))
@@ -47,3 +49,14 @@ def test_role_argument_spec_renders(role):
     result = ansible_doc("-t", "role", "nocobase.multienv." + role)
     assert result.returncode == 0, result.stderr
     assert re.search(r"ENTRY POINT: \*?main\*?", result.stdout), result.stdout[:500]
+
+
+def test_the_protocol_quotes_the_consumers_scripts_verbatim():
+    """docs/protocol.md shows a worker author the very Lua the reference consumer runs."""
+    sys.path.insert(0, str(REPO / "roles" / "worker" / "files" / "agent"))
+    import consumer
+
+    text = (REPO / "docs" / "protocol.md").read_text()
+    quoted = [textwrap.dedent(block).strip() for block in re.findall(r"```lua\n(.*?)```", text, re.S)]
+    for script in (consumer.COMPLETE_LUA, consumer.ACK_LUA, consumer.EXTEND_LUA, consumer.RELEASE_LUA):
+        assert script.strip() in quoted, script

@@ -228,6 +228,11 @@ class Agent:
             except consumer_mod.SchemaError as exc:
                 self.fatal = exc
                 self.stop()
+            except (redis.AuthenticationError, redis.exceptions.NoPermissionError) as exc:
+                self.ready.clear()
+                self._problem("redis: %s: Redis does not know this environment's user (agent-%s) or its rights; "
+                              "the redis role defines one per worker environment, so run it (site.yml) after "
+                              "adding an environment" % (exc, self.settings.environment))
             except redis.RedisError as exc:
                 self.ready.clear()
                 self._problem("redis: %s" % exc)

@@ -65,6 +65,8 @@ DEFAULT_COUNT = 10
 # How often deferred entries are retried (and touched); capped below a third of the reclaim time.
 DEFAULT_RETRY_MS = 250
 PROCESSED_RETENTION_MS = 7 * 24 * 3600 * 1000
+# A consumer name with nothing pending and idle this long belongs to a replica that is gone.
+DEFAULT_DEAD_CONSUMER_IDLE_MS = 24 * 3600 * 1000
 # Statuses of an earlier environment that let a later one go ahead (processing step 3).
 FINAL_STATUS = {"start": "running", "stop": "stopped", "create": "initialized", "remove": None}
 
@@ -216,7 +218,7 @@ class Consumer:
                  reclaim_idle_ms=DEFAULT_RECLAIM_IDLE_MS, heartbeat_seconds=DEFAULT_HEARTBEAT_SECONDS,
                  on_action=None, start_delay=0.0, block_ms=DEFAULT_BLOCK_MS, count=DEFAULT_COUNT,
                  retry_ms=DEFAULT_RETRY_MS, stale_after_seconds=DEFAULT_STALE_AFTER_SECONDS,
-                 register=True):
+                 register=True, dead_consumer_idle_ms=DEFAULT_DEAD_CONSUMER_IDLE_MS):
         if not is_environment_name(environment):
             raise ValueError("environment name %r does not match the protocol's pattern" % (environment,))
         if isinstance(client, str):
@@ -238,6 +240,7 @@ class Consumer:
         self.count = int(count)
         self.retry_ms = max(10, min(int(retry_ms), self.reclaim_idle_ms // 3))
         self.stale_after_seconds = stale_after_seconds
+        self.dead_consumer_idle_ms = int(dead_consumer_idle_ms)
         self.register_environment = register
         # Optional callable: while it returns false, entries are deferred before anything is
         # written for them (the agent: while its NocoBase is not healthy).
@@ -306,6 +309,24 @@ class Consumer:
             if "BUSYGROUP" not in str(exc):
                 raise
 
+    def remove_dead_consumers(self):
+        """On start, step 3: forget the names of replicas gone for good (nothing pending, long idle).
+
+        A live consumer reads every second, so its idle time stays small; one removed by mistake is
+        created again by its next XREADGROUP. Returns the names removed.
+        """
+        stream = self.keys.commands(self.environment)
+        removed = []
+        for info in self.client.xinfo_consumers(stream, CONSUMER_GROUP):
+            name = _str(info.get("name"))
+            if name != self.consumer_name and int(info.get("pending", 1)) == 0 \
+                    and int(info.get("idle", 0)) > self.dead_consumer_idle_ms:
+                self.client.xgroup_delconsumer(stream, CONSUMER_GROUP, name)
+                removed.append(name)
+        if removed:
+            LOG.info("%s: removed the consumers gone for good: %s", self.consumer_name, ", ".join(removed))
+        return removed
+
     def heartbeat(self):
         """On start, step 4: one beat. Nothing else is written by a beat."""
         self.client.hset(self.keys.heartbeats, self.environment, now_ms())
@@ -325,6 +346,7 @@ class Consumer:
         if self.register_environment:
             self.register()
         self.ensure_group()
+        self.remove_dead_consumers()
         if self.register_environment and self.heartbeat_seconds > 0:
             self._heartbeat_stop.clear()
             self._heartbeat_thread = threading.Thread(target=self._heartbeat_loop, daemon=True,
@@ -492,8 +514,9 @@ class Consumer:
     def _must_wait(self, app, environments, request_id):
         """Step 3: an available earlier environment that has not finished this start blocks this one.
 
-        Finished means `running`, or `error` set by this very command: an old `stopped` or `error`
-        from an earlier command must not let this environment go first.
+        Finished means `running` or `error` written for this very request, or `running` with no start
+        queued there (the producer skipped it as running). An old `stopped` or `error` from an earlier
+        command, or the `running` of an app a forced restart is about to restart, does not count.
         """
         if self.environment not in environments:
             return False
@@ -503,9 +526,11 @@ class Consumer:
         pipe = self.client.pipeline(transaction=False)
         pipe.hmget(self.keys.heartbeats, earlier)
         pipe.hmget(self.keys.status(app), earlier)
-        beats, statuses = pipe.execute()
+        for env in earlier:
+            pipe.hget(self.keys.pending(env), pending_field(app, "start"))
+        beats, statuses, *queued_starts = pipe.execute()
         now = now_ms()
-        for env, beat, raw in zip(earlier, beats, statuses):
+        for env, beat, raw, queued_start in zip(earlier, beats, statuses, queued_starts):
             try:
                 last = int(_str(beat)) if beat is not None else None
             except ValueError:
@@ -519,7 +544,8 @@ class Consumer:
                 except ValueError:
                     record = {}
             status = record.get("status") if isinstance(record, dict) else None
-            done = status == "running" or (status == "error" and record.get("requestId") == request_id)
+            this_request = isinstance(record, dict) and record.get("requestId") == request_id
+            done = (status in ("running", "error") and this_request) or (status == "running" and queued_start is None)
             if not done:
                 LOG.debug("%s: %s waits for %s (status %s)", self.consumer_name, app, env, status)
                 return True

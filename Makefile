@@ -26,7 +26,7 @@ lint:
 	.venv/bin/python -m pytest tests/quality/test_lint.py
 
 sanity:
-	bash tools/setup.sh
+	bash tools/setup.sh --oldest-core
 	.venv/bin/python -m pytest tests/quality/test_sanity.py
 
 molecule:

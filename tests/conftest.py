@@ -101,6 +101,12 @@ def key_prefix(redis_server):
 
 
 @pytest.fixture
+def conn(redis_server, key_prefix):
+    """The connection options of the control-plane modules, for a fresh prefix."""
+    return {"redis_url": redis_server.url, "key_prefix": key_prefix}
+
+
+@pytest.fixture
 def rclient(redis_server):
     return redis_server.client()
 

@@ -2,12 +2,21 @@
 # Everything the deploy and test commands need on a fresh Debian 12 machine, installed idempotently:
 # Debian packages, the Python venv (.venv) from requirements.txt, this collection on Ansible's
 # collection path, a running Docker engine and, with --offline-images, the local images (real
-# NocoBase among them).
+# NocoBase among them); with --oldest-core, the venv of the oldest supported ansible-core (.venv-oldest).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 
 log() { printf 'setup: %s\n' "$*" >&2; }
+
+offline_images=false oldest_core=false
+for arg in "$@"; do
+  case $arg in
+    --offline-images) offline_images=true ;;
+    --oldest-core) oldest_core=true ;;
+    *) log "unknown option $arg"; exit 2 ;;
+  esac
+done
 
 # Debian packages: redis-server (the module tests' real Redis), mmdebstrap (offline images),
 # git (sanity copies the tracked tree), python3-venv.
@@ -23,15 +32,23 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-# The venv is rebuilt only when requirements.txt changed.
-stamp=.venv/.requirements.sha256
-want=$(sha256sum requirements.txt | cut -d' ' -f1)
-if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  log "creating .venv from requirements.txt"
-  python3 -m venv .venv
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -r requirements.txt
-  echo "$want" > "$stamp"
+# usage: make_venv DIR REQUIREMENTS -- rebuilt only when the requirements file changed.
+make_venv() {
+  local dir=$1 requirements=$2 stamp want
+  stamp=$dir/.requirements.sha256
+  want=$(sha256sum "$requirements" | cut -d' ' -f1)
+  if [ ! -x "$dir/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    log "creating $dir from $requirements"
+    python3 -m venv --clear "$dir"
+    "$dir/bin/python" -m pip install -q --upgrade pip
+    "$dir/bin/python" -m pip install -q -r "$requirements"
+    echo "$want" > "$stamp"
+  fi
+}
+make_venv .venv requirements.txt
+if $oldest_core; then
+  # The oldest ansible-core that meta/runtime.yml claims, for its sanity and module tests.
+  make_venv .venv-oldest tests/requirements-oldest.txt
 fi
 
 # ansible.cfg points collections_path at .cache/collections; link this checkout there.
@@ -40,7 +57,7 @@ mkdir -p "$(dirname "$link")"
 [ "$(readlink "$link" 2>/dev/null)" = "$repo" ] || ln -sfn "$repo" "$link"
 
 bash tools/docker-engine.sh
-if [ "${1:-}" = "--offline-images" ]; then
+if $offline_images; then
   bash tools/offline-images.sh
   bash tools/nocobase-image.sh  # real NocoBase from the npm registry (cached by recipe hash)
 fi

@@ -5,5 +5,5 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
-bash tools/setup.sh --offline-images
+bash tools/setup.sh --offline-images --oldest-core
 exec .venv/bin/python -m pytest "$@"

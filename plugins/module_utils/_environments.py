@@ -8,6 +8,9 @@
 
 from __future__ import annotations
 
+import time
+
+from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import ControlPlaneError
 from ansible_collections.nocobase.multienv.plugins.module_utils._module import RecordKind, run_record_module, stale_after_spec
 from ansible_collections.nocobase.multienv.plugins.module_utils._records import (
     check_environment_name,
@@ -62,16 +65,44 @@ def run_environment_module(module, plane):
 
 
 def environment_info_argument_spec():
-    return dict(names=dict(type="list", elements="str"), stale_after=stale_after_spec())
+    return dict(names=dict(type="list", elements="str"), stale_after=stale_after_spec(),
+                wait_timeout=dict(type="int", default=0), wait_interval=dict(type="float", default=1.0))
+
+
+def _unavailable(names, environments):
+    """'<name> (why)' for each name that is not available."""
+    reasons = []
+    for name in names:
+        record = environments.get(name)
+        if record is None:
+            reasons.append("%s (not registered)" % name)
+        elif not record["available"]:
+            age = record["heartbeatAge"]
+            reasons.append("%s (%s)" % (name, "never beat" if age is None else "last beat %.0f s ago" % age))
+    return reasons
 
 
 def run_environment_info_module(module, plane):
     names = module.params["names"]
     for name in names or []:
         check_environment_name(name, "names")
-    environments = plane.read_environments(names)
+    timeout = module.params["wait_timeout"]
+    if timeout > 0 and not names:
+        raise ControlPlaneError("wait_timeout: name the environments to wait for in names")
+    started = time.monotonic()
+    while True:
+        environments = plane.read_environments(names)
+        waiting = _unavailable(names, environments) if timeout > 0 else []
+        waited = round(time.monotonic() - started, 1)
+        if not waiting:
+            break
+        if waited >= timeout:
+            raise ControlPlaneError("not available after %d s (stale_after %d s): %s"
+                                    % (timeout, plane.stale_after, ", ".join(waiting)))
+        time.sleep(min(module.params["wait_interval"], max(0.0, timeout - waited)))
     return dict(
         changed=False,
         environments=list(environments.values()),
         missing=[name for name in names or [] if name not in environments],
+        waited=waited,
     )

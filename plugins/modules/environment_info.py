@@ -29,6 +29,20 @@ options:
       - Names that are not registered are listed in RV(missing).
     type: list
     elements: str
+  wait_timeout:
+    description:
+      - Seconds to wait until every environment in O(names) is registered and available, reading
+        again every O(wait_interval) seconds inside this one task (no retry lines). V(0) does not wait.
+      - On timeout the task fails naming each environment that is not available and why (not
+        registered, never beat, or the age of its last beat).
+    type: int
+    default: 0
+    version_added: 0.2.0
+  wait_interval:
+    description: Seconds between two reads while waiting.
+    type: float
+    default: 1.0
+    version_added: 0.2.0
 seealso:
   - module: nocobase.multienv.environment
   - plugin: nocobase.multienv.records
@@ -42,14 +56,11 @@ EXAMPLES = r"""
   delegate_to: localhost
   register: platform
 
-- name: Wait until env_a and env_b are available
+- name: Wait up to 10 minutes until env_a and env_b are available
   nocobase.multienv.environment_info:
     names: [env_a, env_b]
+    wait_timeout: 600
   delegate_to: localhost
-  register: platform
-  until: platform.environments | selectattr('available') | list | length == 2
-  retries: 30
-  delay: 5
 """
 
 RETURN = r"""
@@ -95,6 +106,12 @@ missing:
   type: list
   elements: str
   sample: []
+waited:
+  description: Seconds the task waited for O(names) to be available (V(0) without O(wait_timeout)).
+  returned: always
+  type: float
+  sample: 4.2
+  version_added: 0.2.0
 """
 
 from ansible_collections.nocobase.multienv.plugins.module_utils._environments import (

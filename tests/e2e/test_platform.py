@@ -222,7 +222,9 @@ def _container_env(platform, container):
 
 def test_each_container_holds_only_its_own_redis_user(platform):
     """The agent of env_a may write its environment's keys only; nodes hold no Redis URL at all."""
-    agent_url = _container_env(platform, platform.container("agent-env_a"))["AGENT_REDIS_URL"]
+    agent_env = _container_env(platform, platform.container("agent-env_a"))
+    assert not [value for value in agent_env.values() if "redis://" in value or platform.root_password in value]
+    agent_url = platform.docker("exec", platform.container("agent-env_a"), "cat", agent_env["AGENT_REDIS_URL_FILE"]).stdout
     assert agent_url.startswith("redis://agent-env_a:") and platform.redis_password not in agent_url
     for node in ("supervisor", "worker-env_a", "worker-env_b"):
         assert not any("redis://" in value for value in _container_env(platform, platform.container(node)).values())

@@ -12,11 +12,6 @@ from ansible_collections.nocobase.multienv.plugins.module_utils._resp import Cli
 
 
 @pytest.fixture
-def conn(redis_server, key_prefix):
-    return {"redis_url": redis_server.url, "key_prefix": key_prefix}
-
-
-@pytest.fixture
 def keys(key_prefix):
     return Keyspace(key_prefix)
 

@@ -1,0 +1,66 @@
+# Copyright (c) nocobase.multienv contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This file is private to the nocobase.multienv collection and may change at any time.
+#
+# The wait of module health_check: poll one HTTP health URL inside one task, so that a healthy
+# deploy prints no retry lines, and say on timeout what the last answer was.
+
+from __future__ import annotations
+
+import json
+import time
+
+from ansible.module_utils.common.text.converters import to_text
+from ansible.module_utils.urls import open_url
+from ansible.module_utils.six.moves.urllib.error import HTTPError
+
+# How much of an unexpected answer the failure message quotes.
+_QUOTE = 120
+
+
+def _get(url, request_timeout):
+    """(status, body) of one GET; (None, reason) when there is no HTTP answer."""
+    try:
+        response = open_url(url, method="GET", timeout=request_timeout, use_proxy=False, follow_redirects="none")
+        return response.getcode(), to_text(response.read(), errors="replace")
+    except HTTPError as exc:
+        return exc.code, to_text(exc.read(), errors="replace") if exc.fp is not None else ""
+    except Exception as exc:  # noqa: BLE001 - any failure to connect is "no answer yet"
+        return None, to_text(getattr(exc, "reason", exc))
+
+
+def describe(status, body):
+    text = " ".join(body.split())
+    text = text if len(text) <= _QUOTE else text[:_QUOTE] + "..."
+    return ("HTTP %d %r" % (status, text)) if status is not None else "no answer (%s)" % text
+
+
+def wait_healthy(url, expect, timeout, interval, request_timeout, clock=time.monotonic, sleep=time.sleep):
+    """Poll until `url` answers 200 with the body `expect` (trimmed, any case).
+
+    Returns (ok, elapsed seconds, attempts, description of the last answer)."""
+    started = clock()
+    attempts = 0
+    while True:
+        attempts += 1
+        status, body = _get(url, request_timeout)
+        elapsed = clock() - started
+        if status == 200 and body.strip().lower() == expect.lower():
+            return True, round(elapsed, 1), attempts, describe(status, body)
+        if elapsed + interval > timeout:
+            return False, round(elapsed, 1), attempts, describe(status, body)
+        sleep(interval)
+
+
+def sign_in_status(base_url, account, password, request_timeout):
+    """HTTP status of NocoBase's basic sign-in (200: the account and password are right)."""
+    data = json.dumps({"account": account, "password": password})
+    try:
+        response = open_url(base_url.rstrip("/") + "/api/auth:signIn", method="POST", data=data,
+                            headers={"Content-Type": "application/json", "X-Authenticator": "basic"},
+                            timeout=request_timeout, use_proxy=False, follow_redirects="none")
+        return response.getcode()
+    except HTTPError as exc:
+        return exc.code

@@ -6,7 +6,10 @@ tools/offline-images.sh), for 2 and for 6 workers:
     volumes or secrets;
   - idempotent rerun: the same playbook again (its PLAY RECAP must show changed=0; the figure is
     marked otherwise);
-  - the rerun-to-cold ratio.
+  - the rerun-to-cold ratio;
+  - the baseline people would otherwise use: `docker-compose up -d` of an equivalent stack (the same
+    images, containers, networks, volumes and published ports; Debian's docker-compose, installed
+    when missing), cold and then doing nothing, and the rerun-to-compose-no-op ratio.
 The benchmark platform has its own name, ports (27000-27999) and secrets directory, layered on
 top of inventories/offline, so it cannot collide with a deployed platform. It is torn down (with
 its volumes and secrets) before each size and at the end, also after a failure or Ctrl-C.
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -75,6 +79,57 @@ def run(playbook: str, layer: Path, env: dict) -> tuple[float, str]:
     return elapsed, result.stdout
 
 
+def compose_file(path: Path, project: str, workers: int) -> Path:
+    """A docker-compose file of the platform's containers as the roles make them (stand-in nodes)."""
+    node_env = {"DB_DIALECT": "postgres", "DB_HOST": "postgres", "DB_PORT": "5432", "DB_USER": "nocobase",
+                "DB_PASSWORD": "bench-db-password", "APP_KEY": "bench-app-key-0123456789",
+                "APP_AES_SECRET_KEY": "0" * 64, "INIT_ROOT_EMAIL": "root@example.com",
+                "INIT_ROOT_PASSWORD": "bench-root-password", "TZ": "UTC"}
+    health = {"test": ["CMD-SHELL", "curl -fsS http://127.0.0.1:13000/api/__health_check"], "interval": "10s"}
+    services = {
+        "redis": {"image": "nocobase-multienv/redis:offline", "networks": ["back"], "volumes": ["redis:/data"],
+                  "environment": {"REDIS_ARGS": "--requirepass bench --appendonly yes"},
+                  "ports": ["127.0.0.1:%d:6379" % (PORT_BASE + 500)], "restart": "always"},
+        "postgres": {"image": "nocobase-multienv/postgres:offline", "networks": ["back"], "restart": "always",
+                     "volumes": ["postgres:/var/lib/postgresql/data"], "environment": {"POSTGRES_PASSWORD": "bench"}},
+        "supervisor": {"image": "nocobase-multienv/nocobase-standin:offline", "networks": ["front", "back"],
+                       "environment": dict(node_env, DB_DATABASE="supervisor"), "restart": "always",
+                       "volumes": ["supervisor:/app/nocobase/storage"], "healthcheck": health,
+                       "ports": ["127.0.0.1:%d:13000" % (PORT_BASE + 501)]},
+        "proxy": {"image": "nocobase-multienv/nginx:offline", "networks": ["front"], "restart": "always",
+                  "ports": ["127.0.0.1:%d:80" % (PORT_BASE + 502)]},
+    }
+    volumes = {"redis": {}, "postgres": {}, "supervisor": {}}
+    for index in range(workers):
+        env = "env_%s" % "abcdefghijklmnopqrstuvwxyz"[index]
+        services["worker_" + env] = {
+            "image": "nocobase-multienv/nocobase-standin:offline", "networks": ["front", "back"], "restart": "always",
+            "environment": dict(node_env, DB_DATABASE=env, APP_MODE="worker", ENVIRONMENT_NAME=env),
+            "volumes": ["%s:/app/nocobase/storage" % env], "healthcheck": health,
+            "ports": ["127.0.0.1:%d:13000" % (PORT_BASE + 510 + index)]}
+        services["agent_" + env] = {"image": "nocobase-multienv/python:offline", "networks": ["back"],
+                                    "restart": "always", "command": ["sleep", "infinity"]}
+        volumes[env] = {}
+    path.mkdir(parents=True, exist_ok=True)
+    compose = path / "docker-compose.yml"
+    compose.write_text(yaml.safe_dump({"version": "3.7", "services": services, "volumes": volumes,
+                                       "networks": {"front": {}, "back": {}}}))
+    return compose
+
+
+def compose(compose_path: Path, project: str, *args: str) -> float:
+    start = time.monotonic()
+    subprocess.run(["docker-compose", "-p", project, "-f", str(compose_path), *args],
+                   capture_output=True, text=True, timeout=600, check=True)
+    return time.monotonic() - start
+
+
+def ensure_docker_compose() -> None:
+    if shutil.which("docker-compose") is None:
+        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "docker-compose"],
+                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"), check=True, timeout=600)
+
+
 def changed_total(output: str) -> int:
     return sum(int(n) for n in re.findall(r"\bchanged=(\d+)", output.split("PLAY RECAP")[-1]))
 
@@ -87,6 +142,7 @@ def main() -> None:
 
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_PATH, ANSIBLE_NOCOLOR="1", NO_COLOR="1",
                ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false")
+    ensure_docker_compose()
     rows = []
     with tempfile.TemporaryDirectory(prefix="nocobase-bench-") as tmp:
         for workers in args.workers:
@@ -96,17 +152,28 @@ def main() -> None:
                 run("playbooks/teardown.yml", layer, env)  # cold: nothing of the platform left
                 cold, _output = run("playbooks/site.yml", layer, env)
                 rerun, output = run("playbooks/site.yml", layer, env)
-                rows.append((workers, cold, rerun, changed_total(output)))
             finally:
                 run("playbooks/teardown.yml", layer, env)
+            stack = compose_file(Path(tmp) / ("compose-%d" % workers), args.platform + "compose", workers)
+            project = args.platform + "compose"
+            try:
+                compose(stack, project, "down", "--volumes")
+                compose_cold = compose(stack, project, "up", "-d")
+                compose(stack, project, "up", "-d")  # settles anything the first one left
+                compose_noop = compose(stack, project, "up", "-d")
+            finally:
+                compose(stack, project, "down", "--volumes")
+            rows.append((workers, cold, rerun, changed_total(output), compose_cold, compose_noop))
 
     print("Provisioning the offline platform (playbooks/site.yml, inventories/offline, %d cores)" % os.cpu_count())
-    print("%-8s %12s %18s %16s" % ("workers", "cold [s]", "idempotent [s]", "rerun / cold"))
-    for workers, cold, rerun, changed in rows:
+    header = ("workers", "cold [s]", "rerun [s]", "rerun / cold", "compose [s]", "no-op [s]", "rerun / no-op")
+    print("%-8s %9s %11s %13s %14s %15s %16s" % header)
+    for workers, cold, rerun, changed, compose_cold, compose_noop in rows:
         note = "" if changed == 0 else "   (rerun reported changed=%d)" % changed
-        print("%-8d %12.1f %18.1f %16.2f%s" % (workers, cold, rerun, rerun / cold, note))
+        print("%-8d %9.1f %11.1f %13.2f %14.1f %15.2f %16.1f%s" % (
+            workers, cold, rerun, rerun / cold, compose_cold, compose_noop, rerun / compose_noop, note))
     if len(rows) >= 2:
-        (w1, c1, r1, _changed1), (w2, c2, r2, _changed2) = rows[0], rows[-1]
+        (w1, c1, r1, *_rest1), (w2, c2, r2, *_rest2) = rows[0], rows[-1]
         print("per extra worker: cold +%.1f s, idempotent +%.1f s" % ((c2 - c1) / (w2 - w1), (r2 - r1) / (w2 - w1)))
 
 

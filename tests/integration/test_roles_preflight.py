@@ -20,7 +20,7 @@ import yaml
 from conftest import COLLECTIONS_PATH, REPO
 
 ROLES = REPO / "roles"
-OWN_ROLES = ["_common", "_nocobase_node", "redis", "postgres", "supervisor", "worker", "apps"]
+OWN_ROLES = sorted(path.name for path in ROLES.iterdir() if (path / "meta" / "argument_specs.yml").exists())
 
 
 def load_yaml(path):
@@ -65,7 +65,7 @@ def test_role_metadata(role):
     info = meta["galaxy_info"]
     assert info["description"] and info["license"] and info["min_ansible_version"]
     dependencies = [dep["role"] if isinstance(dep, dict) else dep for dep in meta.get("dependencies") or []]
-    if role in ("redis", "postgres", "supervisor", "worker", "apps"):
+    if not role.startswith("_"):  # every component role runs _common first
         assert dependencies == ["nocobase.multienv._common"]
     else:
         assert dependencies == []

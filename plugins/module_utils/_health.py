@@ -20,10 +20,10 @@ from ansible.module_utils.six.moves.urllib.error import HTTPError
 _QUOTE = 120
 
 
-def _get(url, request_timeout):
-    """(status, body) of one GET; (None, reason) when there is no HTTP answer."""
+def _request(url, request_timeout, **kwargs):
+    """(status, body) of one request, never through a proxy; (None, reason) when there is no HTTP answer."""
     try:
-        response = open_url(url, method="GET", timeout=request_timeout, use_proxy=False, follow_redirects="none")
+        response = open_url(url, timeout=request_timeout, use_proxy=False, follow_redirects="none", **kwargs)
         return response.getcode(), to_text(response.read(), errors="replace")
     except HTTPError as exc:
         return exc.code, to_text(exc.read(), errors="replace") if exc.fp is not None else ""
@@ -37,30 +37,26 @@ def describe(status, body):
     return ("HTTP %d %r" % (status, text)) if status is not None else "no answer (%s)" % text
 
 
-def wait_healthy(url, expect, timeout, interval, request_timeout, clock=time.monotonic, sleep=time.sleep):
+def wait_healthy(url, expect, timeout, interval, request_timeout):
     """Poll until `url` answers 200 with the body `expect` (trimmed, any case).
 
     Returns (ok, elapsed seconds, attempts, description of the last answer)."""
-    started = clock()
+    started = time.monotonic()
     attempts = 0
     while True:
         attempts += 1
-        status, body = _get(url, request_timeout)
-        elapsed = clock() - started
+        status, body = _request(url, request_timeout)
+        elapsed = time.monotonic() - started
         if status == 200 and body.strip().lower() == expect.lower():
             return True, round(elapsed, 1), attempts, describe(status, body)
         if elapsed + interval > timeout:
             return False, round(elapsed, 1), attempts, describe(status, body)
-        sleep(interval)
+        time.sleep(interval)
 
 
 def sign_in_status(base_url, account, password, request_timeout):
-    """HTTP status of NocoBase's basic sign-in (200: the account and password are right)."""
-    data = json.dumps({"account": account, "password": password})
-    try:
-        response = open_url(base_url.rstrip("/") + "/api/auth:signIn", method="POST", data=data,
-                            headers={"Content-Type": "application/json", "X-Authenticator": "basic"},
-                            timeout=request_timeout, use_proxy=False, follow_redirects="none")
-        return response.getcode()
-    except HTTPError as exc:
-        return exc.code
+    """HTTP status of NocoBase's basic sign-in (200: the account and password are right; None: no answer)."""
+    status, _body = _request(base_url.rstrip("/") + "/api/auth:signIn", request_timeout, method="POST",
+                             data=json.dumps({"account": account, "password": password}),
+                             headers={"Content-Type": "application/json", "X-Authenticator": "basic"})
+    return status

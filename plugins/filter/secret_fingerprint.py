@@ -6,17 +6,16 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-
 from ansible.errors import AnsibleFilterError
+
+from ansible_collections.nocobase.multienv.plugins.module_utils._secrets import fingerprint
 
 
 def secret_fingerprint(value, platform):
-    if not isinstance(value, str) or not value:
-        raise AnsibleFilterError("secret_fingerprint: the secret is empty")
-    return hmac.new(("nocobase-multienv secret fingerprint " + str(platform)).encode(), value.encode(),
-                    hashlib.sha256).hexdigest()[:32]
+    try:
+        return fingerprint(value, platform)
+    except ValueError as exc:
+        raise AnsibleFilterError("secret_fingerprint: %s" % exc) from None
 
 
 class FilterModule:

@@ -12,13 +12,13 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 
 from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import (
     ControlPlaneError,
     Keyspace,
     is_environment_name,
 )
+from ansible_collections.nocobase.multienv.plugins.module_utils._secrets import keyed_hash
 
 ADMIN_USER = "default"
 OPERATOR_USER = "operator"
@@ -45,8 +45,7 @@ def user_password(admin_password, user):
         raise ControlPlaneError("the Redis password is empty")
     if user == ADMIN_USER:
         return admin_password
-    return hmac.new(admin_password.encode(), ("nocobase-multienv redis user " + user).encode(),
-                    hashlib.sha256).hexdigest()[:48]
+    return keyed_hash(admin_password, "nocobase-multienv redis user " + user, 48)
 
 
 def _password_rule(admin_password, user):

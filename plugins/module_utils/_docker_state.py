@@ -1,0 +1,64 @@
+# Copyright (c) nocobase.multienv contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This file is private to the nocobase.multienv collection and may change at any time.
+#
+# What a Docker engine holds of a platform, reduced from one community.docker.docker_host_info
+# listing, and the test that lets a role skip a container whose recorded spec is still wanted
+# (docker compose's config-hash, the same idea).
+
+from __future__ import annotations
+
+SPEC_LABEL = "org.nocobase.multienv.spec-hash"
+
+
+def image_reference(image):
+    """`image` as Docker lists it among an image's RepoTags: a reference without a tag is `:latest`."""
+    name = image.rsplit("/", 1)[-1]
+    return image if ":" in name or "@" in image else image + ":latest"
+
+
+def engine_state(listing):
+    """{containers: {name: {...}}, volumes: {name: labels}, networks: [names], images: {reference: id}}."""
+    containers = {}
+    for item in listing.get("containers") or []:
+        status = item.get("Status") or ""
+        health = "healthy" if "(healthy)" in status else "unhealthy" if "(unhealthy)" in status else \
+            "starting" if "(health: starting)" in status else None
+        networks = (item.get("NetworkSettings") or {}).get("Networks") or {}
+        for name in item.get("Names") or []:
+            containers[name.lstrip("/")] = {
+                "id": item.get("Id"),
+                "image": item.get("Image"),
+                "image_id": item.get("ImageID"),
+                "labels": item.get("Labels") or {},
+                "running": item.get("State") == "running",
+                "health": health,
+                "addresses": {network: (settings or {}).get("IPAddress") for network, settings in networks.items()},
+            }
+    images = {}
+    for item in listing.get("images") or []:
+        for tag in item.get("RepoTags") or []:
+            if tag != "<none>:<none>":
+                images[tag] = item.get("Id")
+    return {
+        "containers": containers,
+        "volumes": {item["Name"]: item.get("Labels") or {} for item in listing.get("volumes") or []},
+        "networks": sorted(item["Name"] for item in listing.get("networks") or []),
+        "images": images,
+    }
+
+
+def container_is_current(state, name, spec_hash, image, want_running=True, want_healthy=False):
+    """True when the container `name` carries `spec_hash`, runs the image `image` now names, and is
+    running (and healthy) if asked: then nothing about it needs to change."""
+    current = (state.get("containers") or {}).get(name)
+    if not current or current["labels"].get(SPEC_LABEL) != spec_hash:
+        return False
+    image_id = (state.get("images") or {}).get(image_reference(image))
+    if image_id is None or image_id != current["image_id"]:
+        return False
+    if want_running and not current["running"]:
+        return False
+    return not want_healthy or current["health"] == "healthy"

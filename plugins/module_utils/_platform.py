@@ -1,0 +1,343 @@
+# Copyright (c) nocobase.multienv contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# This file is private to the nocobase.multienv collection and may change at any time.
+#
+# The platform model and its preflight, as pure functions over plain data (no Ansible, no I/O):
+# the action plugin nocobase.multienv.platform reads the inventory, these functions decide.
+# Every message names the variable (and the inventory host) to fix, never a secret's value.
+
+from __future__ import annotations
+
+import re
+
+from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import (
+    KEY_PREFIX_PATTERN,
+    is_environment_name,
+)
+from ansible_collections.nocobase.multienv.plugins.module_utils._secrets import SECRETS
+
+# The variables a node takes from its own host (hostvars), by inventory group. Their defaults are
+# the component role's defaults/main.yml: one place, read by the action plugin.
+NODE_VARIABLES = {
+    "nocobase_supervisor": ("supervisor", ("supervisor_database", "supervisor_published_port",
+                                           "supervisor_container_port", "supervisor_extra_env")),
+    "nocobase_workers": ("worker", ("worker_environment", "worker_state", "worker_database", "worker_published_port",
+                                    "worker_container_port", "worker_url", "worker_proxy_url", "worker_extra_env",
+                                    "worker_remove_volumes")),
+    "nocobase_postgres": ("postgres", ("postgres_published_port",)),
+}
+# Where a host's Docker engine is: these decide which hosts share one.
+ENDPOINT_VARIABLES = ("nocobase_docker_endpoint", "ansible_connection", "ansible_host")
+
+_PLATFORM_NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,39}")
+_DOCKER_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+_PG_NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_KEY_PREFIX_RE = re.compile(KEY_PREFIX_PATTERN)
+_URL_RE = re.compile(r"https?://[^/\s]+.*", re.DOTALL)
+_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[a-z]{2,}")
+_USERNAME_RE = re.compile(r"[A-Za-z0-9_-]{1,50}")
+_AES_KEY_RE = re.compile(r"[0-9a-fA-F]{64}")
+_REDIS_PASSWORD_RE = re.compile(r"[A-Za-z0-9._~+=,:@%-]{12,}")
+
+# Root passwords that are publicly known (NocoBase's first-install default).
+ROOT_PASSWORD_DEFAULTS = ("admin123",)
+# Values of APP_KEY that NocoBase ignores or that are publicly known.
+APP_KEY_PLACEHOLDERS = ("your-secret-key", "test-key", "test-jwt-secret", "secret")
+# Environment variables the roles set themselves; extra env dicts must not override them.
+MANAGED_ENV = (
+    "APP_MODE", "APP_DISCOVERY_ADAPTER", "APP_PROCESS_ADAPTER", "APP_SUPERVISOR_REDIS_URL", "APP_COMMAND_ADAPTER",
+    "APP_COMMAND_REDIS_URL", "APPEND_PRESET_BUILT_IN_PLUGINS", "ENVIRONMENT_NAME", "ENVIRONMENT_URL",
+    "ENVIRONMENT_PROXY_URL", "DB_DIALECT", "DB_HOST", "DB_PORT", "DB_DATABASE", "DB_USER", "DB_PASSWORD", "APP_KEY",
+    "APP_AES_SECRET_KEY", "INIT_ROOT_EMAIL", "INIT_ROOT_USERNAME", "INIT_ROOT_PASSWORD", "TZ",
+)
+
+
+def _unset(value):
+    return value is None or value == ""
+
+
+def is_port(value):
+    if isinstance(value, bool):
+        return False
+    text = str(value)
+    return text.isdigit() and len(text) <= 5 and 1 <= int(text) <= 65535
+
+
+def _fullmatch(regex, value):
+    return isinstance(value, str) and regex.fullmatch(value) is not None
+
+
+def endpoint(host, variables):
+    """The Docker engine a host's containers run on: hosts with the same endpoint share one."""
+    if not _unset(variables.get("nocobase_docker_endpoint")):
+        return str(variables["nocobase_docker_endpoint"])
+    if variables.get("ansible_connection") == "local":
+        return "localhost"
+    return str(variables.get("ansible_host") or host)
+
+
+def _port_suffix(port, default):
+    return "" if str(port) == str(default) else ":%s" % port
+
+
+def build(settings, groups, hosts):
+    """The platform model: every node of the inventory with what the roles need, defaults applied.
+
+    settings: the platform-wide nocobase_* variables; groups: inventory group -> hosts; hosts: host
+    -> its node variables (NODE_VARIABLES, defaults already applied) and ENDPOINT_VARIABLES.
+    """
+    prefix = settings["nocobase_container_prefix"]
+    workers = []
+    for host in groups.get("nocobase_workers", []):
+        hv = hosts[host]
+        environment = None if _unset(hv.get("worker_environment")) else str(hv["worker_environment"])
+        name = environment if environment is not None else host
+        container = "%s-worker-%s" % (prefix, name)
+        port = hv.get("worker_published_port")
+        container_port = hv.get("worker_container_port")
+        url = hv.get("worker_url")
+        if _unset(url):
+            url = None if port is None else "http://%s:%s" % (settings["nocobase_public_hostname"], port)
+        proxy_url = hv.get("worker_proxy_url")
+        proxy_url_set = not _unset(proxy_url)
+        if not proxy_url_set:
+            proxy_url = "http://%s%s" % (container, _port_suffix(container_port, 80))
+        workers.append({
+            "host": host,
+            "environment": environment,
+            "state": hv.get("worker_state"),
+            "database": hv.get("worker_database"),
+            "published_port": port,
+            "container_port": container_port,
+            "url": url,
+            "proxy_url": proxy_url,
+            "proxy_url_set": proxy_url_set,
+            "container": container,
+            "agent_container": "%s-agent-%s" % (prefix, name),
+            "volume": container + "-storage",
+            "endpoint": endpoint(host, hv),
+            "extra_env": hv.get("worker_extra_env"),
+            "remove_volumes": bool(hv.get("worker_remove_volumes")),
+            "record": {"name": environment, "url": url, "proxy_url": proxy_url},
+        })
+    supervisor_hosts = list(groups.get("nocobase_supervisor", []))
+    supervisor = None
+    if supervisor_hosts:
+        host = supervisor_hosts[0]
+        hv = hosts[host]
+        supervisor = {
+            "host": host,
+            "database": hv.get("supervisor_database"),
+            "published_port": hv.get("supervisor_published_port"),
+            "container_port": hv.get("supervisor_container_port"),
+            "container": prefix + "-supervisor",
+            "volume": prefix + "-supervisor-storage",
+            "endpoint": endpoint(host, hv),
+            "extra_env": hv.get("supervisor_extra_env"),
+        }
+    endpoints = {}
+    for group in sorted(groups):
+        if group.startswith("nocobase_"):
+            for host in groups[group]:
+                endpoints[host] = endpoint(host, hosts[host])
+    redis_hosts = list(groups.get("nocobase_redis", []))
+    postgres_hosts = list(groups.get("nocobase_postgres", []))
+    return {
+        "platform": settings["nocobase_platform"],
+        "endpoints": endpoints,
+        "supervisor": supervisor,
+        "supervisor_hosts": supervisor_hosts,
+        "workers": workers,
+        "nodes": ([supervisor] if supervisor else []) + [w for w in workers if w["state"] != "absent"],
+        "redis": {
+            "hosts": redis_hosts,
+            "endpoint": endpoints[redis_hosts[0]] if redis_hosts else None,
+            "published_port": settings["nocobase_redis_published_port"],
+            "container": prefix + "-redis",
+        },
+        "postgres": {
+            "hosts": postgres_hosts,
+            "endpoint": endpoints[postgres_hosts[0]] if postgres_hosts else None,
+            "published_port": hosts[postgres_hosts[0]].get("postgres_published_port") if postgres_hosts else None,
+            "container": prefix + "-postgres",
+        },
+    }
+
+
+def present_workers(model):
+    return [w for w in model["workers"] if w["state"] == "present"]
+
+
+def preflight(settings, model):
+    """Every problem of the inventory that can be seen before any container changes, as messages."""
+    errors = []
+    s = settings
+    if not _fullmatch(_PLATFORM_NAME_RE, s["nocobase_platform"]):
+        errors.append("nocobase_platform %r is not a valid platform name (lower-case letters, digits, '_' and '-', "
+                      "starting with a letter, at most 40 characters)" % (s["nocobase_platform"],))
+    for var in ("nocobase_network", "nocobase_backend_network", "nocobase_container_prefix"):
+        if not _fullmatch(_DOCKER_NAME_RE, s[var]):
+            errors.append("%s %r is not a valid Docker name" % (var, s[var]))
+    if not _fullmatch(_PG_NAME_RE, s["nocobase_db_user"]):
+        errors.append("nocobase_db_user %r is not a valid PostgreSQL role name (lower-case letters, digits and '_', "
+                      "at most 63 characters)" % (s["nocobase_db_user"],))
+    if not _fullmatch(_KEY_PREFIX_RE, s["nocobase_key_prefix"]):
+        errors.append("nocobase_key_prefix %r must be one segment of letters, digits, '_', '.' or '-' ending in ':' "
+                      "(so that it cannot overlap another platform's keys)" % (s["nocobase_key_prefix"],))
+    if s["nocobase_image_pull"] not in ("never", "missing", "always"):
+        errors.append("nocobase_image_pull must be one of never, missing, always")
+    if s["nocobase_redis_published_port"] is not None and not is_port(s["nocobase_redis_published_port"]):
+        errors.append("nocobase_redis_published_port %r is not a port number" % (s["nocobase_redis_published_port"],))
+    if not _fullmatch(_EMAIL_RE, s["nocobase_root_email"]):
+        errors.append("nocobase_root_email %r is not an email address" % (s["nocobase_root_email"],))
+    if not _fullmatch(_USERNAME_RE, s["nocobase_root_username"]):
+        errors.append("nocobase_root_username %r must be 1 to 50 letters, digits, '_' or '-'"
+                      % (s["nocobase_root_username"],))
+
+    errors += _extra_env_errors(s, model)
+    supervisor = model["supervisor"]
+    if len(model["supervisor_hosts"]) > 1:
+        errors.append("group nocobase_supervisor has %d hosts (%s); a platform has exactly one supervisor"
+                      % (len(model["supervisor_hosts"]), ", ".join(model["supervisor_hosts"])))
+    databases = []  # (name, variable)
+    ports = []  # (endpoint, port, variable)
+    if supervisor:
+        where = " of " + supervisor["host"]
+        databases.append((supervisor["database"], "supervisor_database" + where))
+        if supervisor["published_port"] is not None:
+            ports.append((supervisor["endpoint"], supervisor["published_port"], "supervisor_published_port" + where))
+        errors += _node_errors("supervisor", supervisor, where)
+
+    seen_environments = {}
+    for worker in model["workers"]:
+        where = " of " + worker["host"]
+        environment = worker["environment"]
+        if environment is None:
+            errors.append("worker_environment%s is not set: every host of nocobase_workers names its environment "
+                          "(ENVIRONMENT_NAME)" % where)
+        elif not is_environment_name(environment):
+            errors.append("worker_environment %r%s is not a valid environment name (lower-case letters, digits, '_' and "
+                          "'-', starting with a letter, at most 63 characters; not an nginx word such as default or "
+                          "include)" % (environment, where))
+        elif environment in seen_environments:
+            errors.append("worker_environment %r%s is also the environment of %s: environment names must be unique"
+                          % (environment, where, seen_environments[environment]))
+        else:
+            seen_environments[environment] = worker["host"]
+        if worker["state"] not in ("present", "absent"):
+            errors.append("worker_state %r%s must be present or absent" % (worker["state"], where))
+        databases.append((worker["database"], "worker_database" + where))
+        errors += _node_errors("worker", worker, where)
+        if worker["state"] != "present":
+            continue
+        if worker["published_port"] is not None:
+            ports.append((worker["endpoint"], worker["published_port"], "worker_published_port" + where))
+        if _unset(worker["url"]):
+            errors.append("worker_url%s is not set (and there is no worker_published_port to derive it from): every "
+                          "worker needs its ENVIRONMENT_URL" % where)
+        elif not _fullmatch(_URL_RE, worker["url"]):
+            errors.append("worker_url %r%s is not an absolute http:// or https:// URL" % (worker["url"], where))
+        if not _fullmatch(_URL_RE, worker["proxy_url"]):
+            errors.append("worker_proxy_url %r%s is not an absolute http:// or https:// URL"
+                          % (worker["proxy_url"], where))
+        elif supervisor and not worker["proxy_url_set"] and worker["endpoint"] != supervisor["endpoint"]:
+            errors.append("worker_proxy_url%s must be set: the worker runs on another Docker host (%s) than the "
+                          "supervisor (%s), which cannot resolve its container name"
+                          % (where, worker["endpoint"], supervisor["endpoint"]))
+
+    reported = set()
+    for name, var in databases:
+        users = [other for other_name, other in databases if other_name == name]
+        if len(users) > 1 and name not in reported:
+            reported.add(name)
+            errors.append("database %r is used by %s: every node needs its own database" % (name, " and ".join(users)))
+
+    redis, postgres = model["redis"], model["postgres"]
+    if s["nocobase_redis_published_port"] is not None and redis["endpoint"] is not None:
+        ports.append((redis["endpoint"], s["nocobase_redis_published_port"], "nocobase_redis_published_port"))
+    if postgres["published_port"] is not None:
+        var = "postgres_published_port of " + postgres["hosts"][0]
+        if not is_port(postgres["published_port"]):
+            errors.append("postgres_published_port %r of %s is not a port number"
+                          % (postgres["published_port"], postgres["hosts"][0]))
+        ports.append((postgres["endpoint"], postgres["published_port"], var))
+    published = {}
+    for where, port, var in ports:
+        key = (where, str(port))
+        if key in published:
+            errors.append("%s publishes port %s on %s, which %s publishes already" % (var, port, where, published[key]))
+        else:
+            published[key] = var
+
+    node_endpoints = {node["endpoint"] for node in model["nodes"]}
+    for service, var, label in ((redis, "nocobase_redis_host", "Redis"), (postgres, "nocobase_postgres_host", "PostgreSQL")):
+        if service["endpoint"] is not None and s[var] == service["container"] and node_endpoints - {service["endpoint"]}:
+            errors.append("%s must be set to an address of the %s host: some NocoBase nodes run on other Docker hosts "
+                          "than %s (%s) and cannot resolve its container name" % (var, label, label, service["endpoint"]))
+    if model["workers"] and _unset(s["nocobase_control_redis_url"]) and s["nocobase_redis_published_port"] is None:
+        errors.append("nocobase_control_redis_url is not set and Redis is not published (nocobase_redis_published_port): "
+                      "the worker role needs to reach Redis from nocobase_control_host to register environments")
+    return errors
+
+
+def _node_errors(role, node, where):
+    errors = []
+    if not _fullmatch(_PG_NAME_RE, node["database"]):
+        errors.append("%s_database %r%s is not a valid database name (lower-case letters, digits and '_', at most 63 "
+                      "characters)" % (role, node["database"], where))
+    if not is_port(node["container_port"]):
+        errors.append("%s_container_port %r%s is not a port number" % (role, node["container_port"], where))
+    port = node["published_port"]
+    if port is not None and not is_port(port) and (role == "supervisor" or node["state"] == "present"):
+        errors.append("%s_published_port %r%s is not a port number" % (role, port, where))
+    return errors
+
+
+def _extra_env_errors(settings, model):
+    errors = []
+    envs = [("nocobase_extra_env", "", settings["nocobase_extra_env"])]
+    if model["supervisor"]:
+        envs.append(("supervisor_extra_env", " of " + model["supervisor"]["host"], model["supervisor"]["extra_env"]))
+    envs += [("worker_extra_env", " of " + w["host"], w["extra_env"]) for w in model["workers"]]
+    for var, where, env in envs:
+        if not isinstance(env, dict):
+            errors.append("%s%s must be a dictionary of environment variables" % (var, where))
+            continue
+        for key in env:
+            upper = str(key).upper()
+            if "ADPATER" in upper:
+                errors.append("%s%s has the misspelt key %r: NocoBase ignores it silently; the roles set "
+                              "APP_COMMAND_ADAPTER themselves" % (var, where, key))
+            elif upper in MANAGED_ENV:
+                errors.append("%s%s sets %r, which the roles manage; use the role variables for it" % (var, where, key))
+    return errors
+
+
+def secret_errors(secrets, missing_ok=False):
+    """What is wrong with the platform secrets (name -> value, None when not set); a missing one is
+    wrong unless it will be generated (`missing_ok`)."""
+    errors = []
+    for secret in SECRETS:
+        if secrets.get(secret["name"]) is None and not missing_ok:
+            errors.append("%s is not set and nocobase_secrets_generate is false: set it (from vault) or allow "
+                          "generation" % secret["var"])
+    aes_key, app_key = secrets.get("aes_secret_key"), secrets.get("app_key")
+    if aes_key is not None and not _fullmatch(_AES_KEY_RE, aes_key):
+        errors.append("nocobase_aes_secret_key must be exactly 64 hexadecimal characters (a 32-byte AES-256 key)")
+    if app_key is not None and (len(app_key) < 16 or app_key in APP_KEY_PLACEHOLDERS):
+        errors.append("nocobase_app_key must be a secret of at least 16 characters, not a documentation placeholder")
+    redis_password = secrets.get("redis_password")
+    if redis_password is not None and not _fullmatch(_REDIS_PASSWORD_RE, redis_password):
+        errors.append("nocobase_redis_password must be at least 12 characters of A-Z a-z 0-9 . _ ~ + = , : @ % - "
+                      "(it is passed on the redis-server command line)")
+    if secrets.get("root_password") in ROOT_PASSWORD_DEFAULTS:
+        errors.append("nocobase_root_password is NocoBase's publicly known first-install password: whoever reaches a "
+                      "node would be root; set another one or leave it unset to generate one")
+    for name, var in (("postgres_password", "nocobase_postgres_password"), ("db_password", "nocobase_db_password"),
+                      ("root_password", "nocobase_root_password")):
+        value = secrets.get(name)
+        if value is not None and (len(value) < 8 or re.search(r"[\x00\n\r]", value)):
+            errors.append("%s must be at least 8 characters, on one line" % var)
+    return errors

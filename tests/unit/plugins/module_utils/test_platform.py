@@ -1,0 +1,137 @@
+"""The platform model and its preflight (plugins/module_utils/_platform.py), on plain data."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from ansible_collections.nocobase.multienv.plugins.module_utils._platform import build, preflight, secret_errors
+
+SETTINGS = {
+    "nocobase_platform": "nocobase", "nocobase_network": "nocobase", "nocobase_backend_network": "nocobase-backend",
+    "nocobase_container_prefix": "nocobase", "nocobase_public_hostname": "localhost",
+    "nocobase_redis_published_port": 16379, "nocobase_db_user": "nocobase", "nocobase_key_prefix": "nocobase:",
+    "nocobase_image_pull": "missing", "nocobase_extra_env": {}, "nocobase_redis_host": "nocobase-redis",
+    "nocobase_postgres_host": "nocobase-postgres", "nocobase_control_redis_url": "",
+    "nocobase_root_email": "root@example.com", "nocobase_root_username": "root",
+}
+GROUPS = {"nocobase_redis": ["redis"], "nocobase_postgres": ["postgres"], "nocobase_supervisor": ["supervisor"],
+          "nocobase_workers": ["worker_a", "worker_b"], "nocobase_proxy": ["proxy"]}
+LOCAL = {"ansible_connection": "local"}
+WORKER = {"worker_state": "present", "worker_container_port": 80, "worker_extra_env": {}, "worker_remove_volumes": False}
+HOSTS = {
+    "redis": dict(LOCAL), "postgres": dict(LOCAL, postgres_published_port=None), "proxy": dict(LOCAL),
+    "supervisor": dict(LOCAL, supervisor_database="nocobase_supervisor", supervisor_published_port=14000,
+                       supervisor_container_port=80, supervisor_extra_env={}),
+    "worker_a": dict(LOCAL, **WORKER, worker_environment="env_a", worker_database="nocobase_worker_a",
+                     worker_published_port=15000),
+    "worker_b": dict(LOCAL, **dict(WORKER, worker_container_port=13000), worker_environment="env_b",
+                     worker_database="nocobase_worker_b", worker_published_port=15001),
+}
+
+
+def model_and_errors(settings=None, hosts=None, groups=None):
+    settings = dict(SETTINGS, **(settings or {}))
+    all_hosts = copy.deepcopy(HOSTS)
+    for host, variables in (hosts or {}).items():
+        all_hosts.setdefault(host, dict(LOCAL, **WORKER)).update(variables)
+    model = build(settings, groups or GROUPS, all_hosts)
+    return model, preflight(settings, model)
+
+
+def test_the_model_derives_urls_containers_and_records():
+    model, errors = model_and_errors()
+    assert errors == []
+    env_a, env_b = model["workers"]
+    assert env_a["url"] == "http://localhost:15000"
+    assert env_a["proxy_url"] == "http://nocobase-worker-env_a"  # port 80 is left out
+    assert env_b["proxy_url"] == "http://nocobase-worker-env_b:13000"
+    assert env_a["record"] == {"name": "env_a", "url": "http://localhost:15000", "proxy_url": "http://nocobase-worker-env_a"}
+    assert (env_a["container"], env_a["agent_container"], env_a["volume"]) == (
+        "nocobase-worker-env_a", "nocobase-agent-env_a", "nocobase-worker-env_a-storage")
+    assert [node["container"] for node in model["nodes"]] == [
+        "nocobase-supervisor", "nocobase-worker-env_a", "nocobase-worker-env_b"]
+    assert set(model["endpoints"].values()) == {"localhost"}
+    assert model["redis"]["container"] == "nocobase-redis"
+
+
+def test_absent_workers_are_not_nodes_and_need_no_url():
+    model, errors = model_and_errors(hosts={"worker_b": {"worker_state": "absent", "worker_published_port": None}})
+    assert errors == []
+    assert [node["host"] for node in model["nodes"]] == ["supervisor", "worker_a"]
+
+
+def test_the_docker_endpoint_of_a_host():
+    model, _errors = model_and_errors(hosts={
+        "worker_a": {"ansible_connection": "ssh", "ansible_host": "10.0.0.3"},
+        "worker_b": {"nocobase_docker_endpoint": "engine-b", "worker_proxy_url": "http://10.0.0.4:15001"}})
+    assert model["endpoints"]["worker_a"] == "10.0.0.3"
+    assert model["endpoints"]["worker_b"] == "engine-b"
+
+
+@pytest.mark.parametrize("settings, hosts, expected", [
+    ({}, {"worker_b": {"worker_environment": "env_a"}},
+     "worker_environment 'env_a' of worker_b is also the environment of worker_a"),
+    ({}, {"worker_b": {"worker_environment": "include"}}, "worker_environment 'include' of worker_b is not a valid"),
+    ({}, {"worker_b": {"worker_environment": None}}, "worker_environment of worker_b is not set"),
+    ({}, {"worker_b": {"worker_published_port": 15000}}, "worker_published_port of worker_b publishes port 15000 on localhost"),
+    ({}, {"worker_b": {"worker_published_port": "http"}}, "worker_published_port 'http' of worker_b is not a port number"),
+    ({}, {"worker_b": {"worker_published_port": 70000}}, "worker_published_port 70000 of worker_b is not a port number"),
+    ({}, {"worker_b": {"worker_url": "ftp://x"}}, "worker_url 'ftp://x' of worker_b is not an absolute"),
+    ({}, {"worker_b": {"worker_database": "nocobase_supervisor"}},
+     "database 'nocobase_supervisor' is used by supervisor_database of supervisor and worker_database of worker_b"),
+    ({}, {"worker_b": {"worker_database": "x; DROP"}}, "worker_database 'x; DROP' of worker_b is not a valid database name"),
+    ({}, {"worker_b": {"worker_state": "gone"}}, "worker_state 'gone' of worker_b must be present or absent"),
+    ({}, {"worker_b": {"ansible_connection": "ssh", "ansible_host": "10.0.0.4"}},
+     "worker_proxy_url of worker_b must be set: the worker runs on another Docker host (10.0.0.4)"),
+    ({}, {"worker_b": {"ansible_connection": "ssh", "ansible_host": "10.0.0.4", "worker_proxy_url": "http://10.0.0.4:15001"}},
+     "nocobase_redis_host must be set to an address of the Redis host"),
+    ({}, {"worker_a": {"worker_extra_env": {"DB_PASSWORD": "x"}}}, "worker_extra_env of worker_a sets 'DB_PASSWORD'"),
+    ({}, {"worker_a": {"worker_extra_env": {"APP_COMMAND_ADPATER": "redis"}}}, "has the misspelt key 'APP_COMMAND_ADPATER'"),
+    ({}, {"worker_a": {"worker_extra_env": ["A=1"]}}, "worker_extra_env of worker_a must be a dictionary"),
+    ({"nocobase_platform": "Noco Base"}, {}, "nocobase_platform 'Noco Base' is not a valid platform name"),
+    ({"nocobase_backend_network": "-x"}, {}, "nocobase_backend_network '-x' is not a valid Docker name"),
+    ({"nocobase_db_user": "NocoBase"}, {}, "nocobase_db_user 'NocoBase' is not a valid PostgreSQL role name"),
+    ({"nocobase_key_prefix": "a:b:"}, {}, "nocobase_key_prefix 'a:b:' must be one segment"),
+    ({"nocobase_image_pull": "sometimes"}, {}, "nocobase_image_pull must be one of never, missing, always"),
+    ({"nocobase_redis_published_port": 14000}, {}, "nocobase_redis_published_port publishes port 14000 on localhost"),
+    ({"nocobase_redis_published_port": None}, {}, "nocobase_control_redis_url is not set and Redis is not published"),
+    ({"nocobase_root_email": "root"}, {}, "nocobase_root_email 'root' is not an email address"),
+    ({"nocobase_root_username": "root user"}, {}, "nocobase_root_username 'root user' must be 1 to 50"),
+])
+def test_preflight_names_the_variable_and_the_host(settings, hosts, expected):
+    _model, errors = model_and_errors(settings, hosts)
+    assert any(expected in error for error in errors), errors
+
+
+def test_two_supervisors_are_refused():
+    groups = dict(GROUPS, nocobase_supervisor=["supervisor", "supervisor_2"])
+    _model, errors = model_and_errors(hosts={"supervisor_2": dict(HOSTS["supervisor"], supervisor_published_port=14001)},
+                                      groups=groups)
+    assert any("group nocobase_supervisor has 2 hosts (supervisor, supervisor_2)" in error for error in errors)
+
+
+GOOD_SECRETS = {"app_key": "k" * 40, "aes_secret_key": "0123456789abcdef" * 4, "redis_password": "redis-password-1",
+                "postgres_password": "postgres-pw", "db_password": "db-password", "root_password": "root-password"}
+
+
+@pytest.mark.parametrize("name, value, expected", [
+    ("aes_secret_key", "abc", "nocobase_aes_secret_key must be exactly 64 hexadecimal"),
+    ("aes_secret_key", "g" * 64, "nocobase_aes_secret_key must be exactly 64 hexadecimal"),
+    ("app_key", "your-secret-key", "nocobase_app_key must be a secret of at least 16"),
+    ("redis_password", "short", "nocobase_redis_password must be at least 12 characters"),
+    ("redis_password", "has space in it", "nocobase_redis_password must be at least 12 characters"),
+    ("root_password", "admin123", "publicly known first-install password"),
+    ("db_password", "two\nlines", "nocobase_db_password must be at least 8 characters, on one line"),
+    ("postgres_password", None, "nocobase_postgres_password is not set and nocobase_secrets_generate is false"),
+])
+def test_bad_secrets_are_named_never_shown(name, value, expected):
+    errors = secret_errors(dict(GOOD_SECRETS, **{name: value}))
+    assert any(expected in error for error in errors), errors
+    if value:
+        assert all(value not in error for error in errors)
+
+
+def test_good_and_missing_but_generated_secrets_pass():
+    assert secret_errors(GOOD_SECRETS) == []
+    assert secret_errors(dict(GOOD_SECRETS, db_password=None), missing_ok=True) == []

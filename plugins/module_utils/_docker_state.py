@@ -36,6 +36,7 @@ def engine_state(listing):
                 "running": item.get("State") == "running",
                 "health": health,
                 "addresses": {network: (settings or {}).get("IPAddress") for network, settings in networks.items()},
+                "mounts": [mount.get("Source") for mount in item.get("Mounts") or []],
             }
     images = {}
     for item in listing.get("images") or []:

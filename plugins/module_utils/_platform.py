@@ -27,6 +27,7 @@ NODE_VARIABLES = {
                                     "worker_container_port", "worker_url", "worker_proxy_url", "worker_extra_env",
                                     "worker_remove_volumes")),
     "nocobase_postgres": ("postgres", ("postgres_published_port",)),
+    "nocobase_proxy": ("proxy", ("proxy_config_dir",)),
 }
 # Where a host's Docker engine is: these decide which hosts share one.
 ENDPOINT_VARIABLES = ("nocobase_docker_endpoint", "ansible_connection", "ansible_host")
@@ -144,6 +145,7 @@ def build(settings, groups, hosts):
                 endpoints[host] = endpoint(host, hosts[host])
     redis_hosts = list(groups.get("nocobase_redis", []))
     postgres_hosts = list(groups.get("nocobase_postgres", []))
+    proxy_hosts = list(groups.get("nocobase_proxy", []))
     return {
         "platform": settings["nocobase_platform"],
         "endpoints": endpoints,
@@ -162,6 +164,11 @@ def build(settings, groups, hosts):
             "endpoint": endpoints[postgres_hosts[0]] if postgres_hosts else None,
             "published_port": hosts[postgres_hosts[0]].get("postgres_published_port") if postgres_hosts else None,
             "container": prefix + "-postgres",
+        },
+        "proxy": {
+            "hosts": proxy_hosts,
+            "config_dir": hosts[proxy_hosts[0]].get("proxy_config_dir") if proxy_hosts else None,
+            "container": prefix + "-proxy",
         },
     }
 

@@ -72,6 +72,9 @@ platform:
     postgres:
       description: hosts, endpoint, published_port, container.
       type: dict
+    proxy:
+      description: hosts, config_dir, container.
+      type: dict
 errors:
   description: The problems of the inventory, when there are any.
   returned: failure

@@ -73,7 +73,7 @@ def test_the_installed_collection_checks_and_converges_a_platform(installed, tmp
 
     try:
         check = playbook("site", "--check")
-        assert "TASK [nocobase.multienv.redis : Run the Redis container]" in check.stdout
+        assert "%s-redis would be created" % platform.name in check.stdout  # the roles ran from the artifact
         playbook("site")
         assert platform.get("/apps/crm/admin/")[0] == 200
         assert set(recap_changed(playbook("site").stdout).values()) == {0}

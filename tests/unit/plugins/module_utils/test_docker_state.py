@@ -13,7 +13,8 @@ from ansible_collections.nocobase.multienv.plugins.module_utils._docker_state im
 LISTING = {
     "containers": [{"Names": ["/nb-redis"], "Id": "c1", "Image": "redis:7", "ImageID": "sha256:r7", "State": "running",
                     "Status": "Up 5 minutes (healthy)", "Labels": {SPEC_LABEL: "h1"},
-                    "NetworkSettings": {"Networks": {"nb-backend": {"IPAddress": "172.20.0.2"}}}},
+                    "NetworkSettings": {"Networks": {"nb-backend": {"IPAddress": "172.20.0.2"}}},
+                    "Mounts": [{"Type": "volume", "Source": "/var/lib/docker/volumes/nb-redis-data/_data"}]},
                    {"Names": ["/nb-proxy"], "Id": "c2", "Image": "nginx", "ImageID": "sha256:n", "State": "exited",
                     "Status": "Exited (0) 1 minute ago", "Labels": {SPEC_LABEL: "h2"}}],
     "volumes": [{"Name": "nb-redis-data", "Labels": {"a": "b"}}],
@@ -27,6 +28,7 @@ def test_engine_state():
     state = engine_state(LISTING)
     assert state["containers"]["nb-redis"]["health"] == "healthy"
     assert state["containers"]["nb-redis"]["addresses"] == {"nb-backend": "172.20.0.2"}
+    assert state["containers"]["nb-redis"]["mounts"] == ["/var/lib/docker/volumes/nb-redis-data/_data"]
     assert state["containers"]["nb-proxy"]["running"] is False
     assert state["volumes"] == {"nb-redis-data": {"a": "b"}}
     assert state["networks"] == ["nb", "nb-backend"]

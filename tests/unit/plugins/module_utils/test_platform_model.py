@@ -20,7 +20,8 @@ GROUPS = {"nocobase_redis": ["redis"], "nocobase_postgres": ["postgres"], "nocob
 LOCAL = {"ansible_connection": "local"}
 WORKER = {"worker_state": "present", "worker_container_port": 80, "worker_extra_env": {}, "worker_remove_volumes": False}
 HOSTS = {
-    "redis": dict(LOCAL), "postgres": dict(LOCAL, postgres_published_port=None), "proxy": dict(LOCAL),
+    "redis": dict(LOCAL), "postgres": dict(LOCAL, postgres_published_port=None),
+    "proxy": dict(LOCAL, proxy_config_dir="/etc/nocobase-multienv/nocobase/proxy"),
     "supervisor": dict(LOCAL, supervisor_database="nocobase_supervisor", supervisor_published_port=14000,
                        supervisor_container_port=80, supervisor_extra_env={}),
     "worker_a": dict(LOCAL, **WORKER, worker_environment="env_a", worker_database="nocobase_worker_a",
@@ -53,6 +54,8 @@ def test_the_model_derives_urls_containers_and_records():
         "nocobase-supervisor", "nocobase-worker-env_a", "nocobase-worker-env_b"]
     assert set(model["endpoints"].values()) == {"localhost"}
     assert model["redis"]["container"] == "nocobase-redis"
+    assert model["proxy"] == {"hosts": ["proxy"], "config_dir": "/etc/nocobase-multienv/nocobase/proxy",
+                              "container": "nocobase-proxy"}
 
 
 def test_absent_workers_are_not_nodes_and_need_no_url():

@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 SPEC_LABEL = "org.nocobase.multienv.spec-hash"
+ROLE_LABEL = "org.nocobase.multienv.role"
+ENVIRONMENT_LABEL = "org.nocobase.multienv.environment"
 
 
 def image_reference(image):
@@ -27,12 +29,15 @@ def engine_state(listing):
         health = "healthy" if "(healthy)" in status else "unhealthy" if "(unhealthy)" in status else \
             "starting" if "(health: starting)" in status else None
         networks = (item.get("NetworkSettings") or {}).get("Networks") or {}
+        labels = item.get("Labels") or {}
         for name in item.get("Names") or []:
             containers[name.lstrip("/")] = {
                 "id": item.get("Id"),
                 "image": item.get("Image"),
                 "image_id": item.get("ImageID"),
-                "labels": item.get("Labels") or {},
+                "labels": labels,
+                "role": labels.get(ROLE_LABEL),
+                "environment": labels.get(ENVIRONMENT_LABEL),
                 "running": item.get("State") == "running",
                 "health": health,
                 "addresses": {network: (settings or {}).get("IPAddress") for network, settings in networks.items()},

@@ -172,6 +172,22 @@ def test_every_app_is_reached_through_the_proxy_in_its_environment(platform):
         assert body.startswith("app=%s environment=%s status=running" % (app, env)), (path, body)
 
 
+def test_the_status_playbook_shows_every_environment_and_app_and_writes_json(platform, tmp_path):
+    status_file = tmp_path / "status.json"
+    result = platform.playbook("status.yml", "-e", "nocobase_status_file=%s" % status_file)
+    assert "Environments: 2, 2 available" in result.stdout, result.stdout[-3000:]
+    assert "env_a: running, env_b: running" in result.stdout  # hr, in both of its environments
+    status = json.loads(status_file.read_text())
+    assert status["platform"] == platform.name
+    assert [(env["name"], env["available"]) for env in status["environments"]] == [("env_a", True), ("env_b", True)]
+    apps = {app["name"]: app for app in status["apps"]}
+    assert apps["crm"]["proxyTarget"]["environment"] == "env_a"
+    assert {env: apps["hr"]["status"][env]["status"] for env in ("env_a", "env_b")} == {"env_a": "running", "env_b": "running"}
+    # It reads only: no container, network or volume was touched, no secret written.
+    assert not [line for line in result.stdout.splitlines() if line.startswith("changed: [") and "status.json" not in line
+                and "localhost" not in line]
+
+
 def test_the_two_environment_app_started_in_env_a_strictly_before_env_b(platform):
     first, second = platform.status("hr", "env_a"), platform.status("hr", "env_b")
     assert first["status"] == second["status"] == "running"

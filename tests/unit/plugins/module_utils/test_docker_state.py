@@ -12,7 +12,7 @@ from ansible_collections.nocobase.multienv.plugins.module_utils._docker_state im
 
 LISTING = {
     "containers": [{"Names": ["/nb-redis"], "Id": "c1", "Image": "redis:7", "ImageID": "sha256:r7", "State": "running",
-                    "Status": "Up 5 minutes (healthy)", "Labels": {SPEC_LABEL: "h1"},
+                    "Status": "Up 5 minutes (healthy)", "Labels": {SPEC_LABEL: "h1", "org.nocobase.multienv.role": "redis"},
                     "NetworkSettings": {"Networks": {"nb-backend": {"IPAddress": "172.20.0.2"}}},
                     "Mounts": [{"Type": "volume", "Source": "/var/lib/docker/volumes/nb-redis-data/_data"}]},
                    {"Names": ["/nb-proxy"], "Id": "c2", "Image": "nginx", "ImageID": "sha256:n", "State": "exited",
@@ -29,6 +29,7 @@ def test_engine_state():
     assert state["containers"]["nb-redis"]["health"] == "healthy"
     assert state["containers"]["nb-redis"]["addresses"] == {"nb-backend": "172.20.0.2"}
     assert state["containers"]["nb-redis"]["mounts"] == ["/var/lib/docker/volumes/nb-redis-data/_data"]
+    assert (state["containers"]["nb-redis"]["role"], state["containers"]["nb-redis"]["environment"]) == ("redis", None)
     assert state["containers"]["nb-proxy"]["running"] is False
     assert state["volumes"] == {"nb-redis-data": {"a": "b"}}
     assert state["networks"] == ["nb", "nb-backend"]

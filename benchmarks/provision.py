@@ -6,7 +6,8 @@ tools/offline-images.sh), for 2 and for 6 workers:
     volumes or secrets;
   - idempotent rerun: the same playbook again (its PLAY RECAP must show changed=0; the figure is
     marked otherwise);
-  - the rerun-to-cold ratio;
+  - the rerun-to-cold ratio, for a rerun right after the cold run and for one 20 s later, when
+    Docker's health checks have passed and no wait is left (how an operator reruns);
   - the baseline people would otherwise use: `docker-compose up -d` of an equivalent stack (the same
     images, containers, networks, volumes and published ports; Debian's docker-compose, installed
     when missing), cold and then doing nothing, and the rerun-to-compose-no-op ratio.
@@ -36,6 +37,7 @@ from conftest import COLLECTIONS_PATH  # noqa: E402  (also links the collection)
 
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).with_name("ansible-playbook"))
 PORT_BASE = 27000
+SETTLE_SECONDS = 20
 
 
 def write_layer(path: Path, platform: str, workers: int) -> None:
@@ -152,6 +154,10 @@ def main() -> None:
                 run("playbooks/teardown.yml", layer, env)  # cold: nothing of the platform left
                 cold, _output = run("playbooks/site.yml", layer, env)
                 rerun, output = run("playbooks/site.yml", layer, env)
+                # An operator's rerun comes later: by then Docker's health checks (every 10 s) have
+                # passed for the containers the cold run started, so no wait is needed.
+                time.sleep(SETTLE_SECONDS)
+                settled, settled_output = run("playbooks/site.yml", layer, env)
             finally:
                 run("playbooks/teardown.yml", layer, env)
             stack = compose_file(Path(tmp) / ("compose-%d" % workers), args.platform + "compose", workers)
@@ -163,15 +169,18 @@ def main() -> None:
                 compose_noop = compose(stack, project, "up", "-d")
             finally:
                 compose(stack, project, "down", "--volumes")
-            rows.append((workers, cold, rerun, changed_total(output), compose_cold, compose_noop))
+            rows.append((workers, cold, rerun, settled, changed_total(output) + changed_total(settled_output),
+                         compose_cold, compose_noop))
 
     print("Provisioning the offline platform (playbooks/site.yml, inventories/offline, %d cores)" % os.cpu_count())
-    header = ("workers", "cold [s]", "rerun [s]", "rerun / cold", "compose [s]", "no-op [s]", "rerun / no-op")
-    print("%-8s %9s %11s %13s %14s %15s %16s" % header)
-    for workers, cold, rerun, changed, compose_cold, compose_noop in rows:
-        note = "" if changed == 0 else "   (rerun reported changed=%d)" % changed
-        print("%-8d %9.1f %11.1f %13.2f %14.1f %15.2f %16.1f%s" % (
-            workers, cold, rerun, rerun / cold, compose_cold, compose_noop, rerun / compose_noop, note))
+    header = ("workers", "cold [s]", "rerun [s]", "rerun / cold", "settled [s]", "settled / cold", "compose [s]",
+              "no-op [s]", "rerun / no-op")
+    print("%-8s %9s %10s %13s %12s %15s %12s %10s %14s" % header)
+    for workers, cold, rerun, settled, changed, compose_cold, compose_noop in rows:
+        note = "" if changed == 0 else "   (reruns reported changed=%d)" % changed
+        print("%-8d %9.1f %10.1f %13.2f %12.1f %15.2f %12.1f %10.2f %14.1f%s" % (
+            workers, cold, rerun, rerun / cold, settled, settled / cold, compose_cold, compose_noop,
+            rerun / compose_noop, note))
     if len(rows) >= 2:
         (w1, c1, r1, *_rest1), (w2, c2, r2, *_rest2) = rows[0], rows[-1]
         print("per extra worker: cold +%.1f s, idempotent +%.1f s" % ((c2 - c1) / (w2 - w1), (r2 - r1) / (w2 - w1)))

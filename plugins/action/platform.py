@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from ansible.errors import AnsibleError
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.nocobase.multienv.plugins.module_utils._platform import (
@@ -59,11 +60,12 @@ class ActionModule(ActionBase):
             # The secrets as set or kept so far; the missing ones are generated later (platform_secrets).
             secrets = load(self._templar.template(task_vars["nocobase_secrets_dir"]), task_vars, self._templar.template)
             errors = preflight(settings, model) + secret_errors(
-                secrets, missing_ok=bool(self._templar.template(task_vars["nocobase_secrets_generate"])))
+                secrets, missing_ok=boolean(self._templar.template(task_vars["nocobase_secrets_generate"]), strict=False))
         if errors:
             return dict(result, changed=False, failed=True, errors=errors,
                         msg="The inventory has %d problem(s); nothing was changed:\n- %s" % (len(errors), "\n- ".join(errors)))
-        return dict(result, changed=False, platform=model)
+        # Hidden like a no_log task's (the extra environments may hold keys); its refusals above stay readable.
+        return dict(result, changed=False, platform=model, _ansible_no_log=True)
 
     def _role_defaults(self, role):
         """The role's defaults/main.yml, its strings templates (as Ansible trusts a role's defaults)."""

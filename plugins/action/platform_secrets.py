@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.nocobase.multienv.plugins.module_utils._platform import secret_errors
@@ -27,7 +28,7 @@ class ActionModule(ActionBase):
         task_vars = task_vars or {}
         platform = self._templar.template(task_vars["nocobase_platform"])
         directory = self._templar.template(task_vars["nocobase_secrets_dir"])
-        may_generate = self._templar.template(task_vars["nocobase_secrets_generate"])
+        may_generate = boolean(self._templar.template(task_vars["nocobase_secrets_generate"]), strict=False)
         label = args["fingerprint_label"]
         fingerprints = {volume["Name"]: volume["Labels"][label] for volume in args["volumes"]
                         if label in (volume.get("Labels") or {})}
@@ -43,11 +44,11 @@ class ActionModule(ActionBase):
                 "the nocobase_* secrets from vault) and run again." % (", ".join(sorted(fingerprints)), directory, directory)))
 
         generated = [secret for secret in SECRETS if secrets[secret["name"]] is None] if may_generate else []
-        for secret in generated:
+        for secret in generated:  # in check mode: predicted, used for this run only
             secrets[secret["name"]] = generate(secret["alphabet"], secret["length"])
             if not self._task.check_mode:
                 write_new(directory, secret["name"], secrets[secret["name"]])
-                result["changed"] = True
+        result["changed"] = bool(generated)
         result["generated"] = [secret["var"] for secret in generated]
 
         errors = secret_errors(secrets)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 
+from ansible.module_utils.parsing.convert_bool import boolean
+
 from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import (
     KEY_PREFIX_PATTERN,
     is_environment_name,
@@ -120,7 +122,7 @@ def build(settings, groups, hosts):
             "volume": container + "-storage",
             "endpoint": endpoint(host, hv),
             "extra_env": hv.get("worker_extra_env"),
-            "remove_volumes": bool(hv.get("worker_remove_volumes")),
+            "remove_volumes": boolean(hv.get("worker_remove_volumes") or False, strict=False),
             "record": {"name": environment, "url": url, "proxy_url": proxy_url},
         })
     supervisor_hosts = list(groups.get("nocobase_supervisor", []))

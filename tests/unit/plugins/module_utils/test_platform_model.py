@@ -58,6 +58,14 @@ def test_the_model_derives_urls_containers_and_records():
                               "container": "nocobase-proxy"}
 
 
+@pytest.mark.parametrize("value, remove", [(False, False), ("false", False), ("no", False), (None, False),
+                                           (True, True), ("true", True), ("yes", True)])
+def test_remove_volumes_takes_ansible_booleans(value, remove):
+    """An INI inventory or -e gives strings: "false" must never mean delete the data."""
+    model, _errors = model_and_errors(hosts={"worker_b": {"worker_remove_volumes": value}})
+    assert model["workers"][1]["remove_volumes"] is remove
+
+
 def test_absent_workers_are_not_nodes_and_need_no_url():
     model, errors = model_and_errors(hosts={"worker_b": {"worker_state": "absent", "worker_published_port": None}})
     assert errors == []

@@ -9,7 +9,6 @@ from __future__ import annotations
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.nocobase.multienv.plugins.module_utils._platform import secret_errors
 from ansible_collections.nocobase.multienv.plugins.module_utils._secrets import SECRETS, fingerprint, generate, load, write_new
 
 ARGUMENT_SPEC = {
@@ -51,10 +50,6 @@ class ActionModule(ActionBase):
         result["changed"] = bool(generated)
         result["generated"] = [secret["var"] for secret in generated]
 
-        errors = secret_errors(secrets)
-        if errors:
-            return dict(result, failed=True, errors=errors, msg="The platform secrets have %d problem(s); nothing was "
-                        "changed:\n- %s" % (len(errors), "\n- ".join(errors)))
         key_fingerprint = fingerprint(secrets["aes_secret_key"], platform)
         mismatched = sorted(name for name, value in fingerprints.items() if value != key_fingerprint)
         if mismatched:

@@ -18,7 +18,8 @@ description:
     0600, never overwritten). Check mode writes nothing and uses a value for this run only.
   - Refuses to go on when the node volumes in O(volumes) hold data encrypted with an AES key that is
     not there any more (the secrets directory was lost) or that differs from the one loaded.
-  - Checks the secrets (lengths, the AES key's form, publicly known values) without ever putting a value in a message.
+  - The secrets that are set are checked by M(nocobase.multienv.platform), which runs first; generated ones have the
+    required form.
 author:
   - NocoBase multienv maintainers (@nocobase-multienv)
 attributes:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 
 from ansible.errors import AnsibleError
 from ansible.module_utils.parsing.convert_bool import boolean
@@ -27,7 +28,7 @@ SETTINGS = (
     "nocobase_platform", "nocobase_network", "nocobase_backend_network", "nocobase_container_prefix",
     "nocobase_public_hostname", "nocobase_redis_published_port", "nocobase_db_user", "nocobase_key_prefix",
     "nocobase_image_pull", "nocobase_extra_env", "nocobase_redis_host", "nocobase_postgres_host",
-    "nocobase_control_redis_url", "nocobase_root_email", "nocobase_root_username",
+    "nocobase_control_redis_url", "nocobase_root_email", "nocobase_root_username", "nocobase_agent_image",
 )
 ROLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "roles")
 
@@ -65,7 +66,7 @@ class ActionModule(ActionBase):
             return dict(result, changed=False, failed=True, errors=errors,
                         msg="The inventory has %d problem(s); nothing was changed:\n- %s" % (len(errors), "\n- ".join(errors)))
         # Hidden like a no_log task's (the extra environments may hold keys); its refusals above stay readable.
-        return dict(result, changed=False, platform=model, _ansible_no_log=True)
+        return dict(result, changed=False, platform=model, run_id=uuid.uuid4().hex, _ansible_no_log=True)
 
     def _role_defaults(self, role):
         """The role's defaults/main.yml, its strings templates (as Ansible trusts a role's defaults)."""

@@ -9,7 +9,15 @@ from __future__ import annotations
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.nocobase.multienv.plugins.module_utils._secrets import SECRETS, fingerprint, generate, load, write_new
+from ansible_collections.nocobase.multienv.plugins.module_utils._secrets import (
+    SECRETS,
+    fingerprint,
+    generate,
+    load,
+    load_verified,
+    write_new,
+)
+
 
 ARGUMENT_SPEC = {
     "volumes": {"type": "list", "elements": "dict", "default": []},
@@ -59,5 +67,6 @@ class ActionModule(ActionBase):
                 "Restore the secrets directory %s (or the vault variable) the platform was deployed with, and run "
                 "again." % (", ".join(mismatched), label, directory)))
         # Hidden like a no_log task's; its failures above stay readable.
-        result.update(secrets=secrets, aes_key_fingerprint=key_fingerprint, _ansible_no_log=True)
+        result.update(secrets=secrets, aes_key_fingerprint=key_fingerprint, verified=load_verified(directory),
+                      _ansible_no_log=True)
         return result

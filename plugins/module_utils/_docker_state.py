@@ -10,6 +10,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 SPEC_LABEL = "org.nocobase.multienv.spec-hash"
 ROLE_LABEL = "org.nocobase.multienv.role"
 ENVIRONMENT_LABEL = "org.nocobase.multienv.environment"
@@ -68,3 +71,18 @@ def container_is_current(state, name, spec_hash, image, want_running=True, want_
     if want_running and not current["running"]:
         return False
     return not want_healthy or current["health"] == "healthy"
+
+
+# What a spec hash leaves out: how the task waits or pulls (changing those must not recreate anything).
+SPEC_HASH_IGNORES = ("pull", "state", "healthy_wait_timeout")
+# Changes when the container action changes what it makes of a spec (every container is then made again).
+SPEC_HASH_VERSION = 1
+
+
+def spec_hash(key, spec, platform_settings):
+    """The hash of what a container is made of: its spec (as the role gave it) and the platform
+    settings the container action adds. Keyed with `key` (the AES key), so that the label, which
+    anyone who lists containers sees, tells nothing about the secrets in the spec."""
+    spec = {name: value for name, value in spec.items() if name not in SPEC_HASH_IGNORES}
+    payload = json.dumps([SPEC_HASH_VERSION, spec] + list(platform_settings), sort_keys=True)
+    return hashlib.sha256(("%s\n%s" % (key, payload)).encode("utf-8")).hexdigest()[:24]

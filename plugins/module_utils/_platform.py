@@ -24,12 +24,13 @@ from ansible_collections.nocobase.multienv.plugins.module_utils._secrets import 
 # the component role's defaults/main.yml: one place, read by the action plugin.
 NODE_VARIABLES = {
     "nocobase_supervisor": ("supervisor", ("supervisor_database", "supervisor_published_port",
-                                           "supervisor_container_port", "supervisor_extra_env")),
+                                           "supervisor_container_port", "supervisor_extra_env", "supervisor_image")),
     "nocobase_workers": ("worker", ("worker_environment", "worker_state", "worker_database", "worker_published_port",
                                     "worker_container_port", "worker_url", "worker_proxy_url", "worker_extra_env",
-                                    "worker_remove_volumes")),
-    "nocobase_postgres": ("postgres", ("postgres_published_port",)),
-    "nocobase_proxy": ("proxy", ("proxy_config_dir",)),
+                                    "worker_remove_volumes", "worker_image")),
+    "nocobase_redis": ("redis", ("redis_image",)),
+    "nocobase_postgres": ("postgres", ("postgres_published_port", "postgres_image")),
+    "nocobase_proxy": ("proxy", ("proxy_config_dir", "proxy_image")),
 }
 # Where a host's Docker engine is: these decide which hosts share one.
 ENDPOINT_VARIABLES = ("nocobase_docker_endpoint", "ansible_connection", "ansible_host")
@@ -148,9 +149,14 @@ def build(settings, groups, hosts):
     redis_hosts = list(groups.get("nocobase_redis", []))
     postgres_hosts = list(groups.get("nocobase_postgres", []))
     proxy_hosts = list(groups.get("nocobase_proxy", []))
+    # Every image the platform's containers run, and the agent's repository (its tags name recipes).
+    images = {str(hosts[host][name]) for group, (dummy, names) in NODE_VARIABLES.items() for host in groups.get(group, [])
+              for name in names if name.endswith("_image") and not _unset(hosts[host].get(name))}
+    images.add(str(settings["nocobase_agent_image"]))
     return {
         "platform": settings["nocobase_platform"],
         "endpoints": endpoints,
+        "images": sorted(images),
         "supervisor": supervisor,
         "supervisor_hosts": supervisor_hosts,
         "workers": workers,

@@ -164,6 +164,14 @@ def environment_updates(item, prefix=""):
     }
 
 
+def environments_to_register(records, wanted):
+    """The items of `wanted` (as the environment module takes them) that have no record among
+    `records` (as read), or whose record the environment module would change."""
+    current = {record["name"]: record for record in records or []}
+    return [item for item in wanted or []
+            if item["name"] not in current or merge(current[item["name"]], environment_updates(item)) != current[item["name"]]]
+
+
 def check_new_environment(record, prefix=""):
     if not record.get("url"):
         raise ControlPlaneError("%surl is required to register the new environment %r" % (prefix, record["name"]))

@@ -44,6 +44,25 @@ def generate(alphabet, length):
     return "".join(secrets.choice(characters) for dummy in range(length))
 
 
+# Files of the secrets directory that record a check that passed (nocobase_skip_unchanged): the name
+# of the check after the prefix, and the fingerprint of what it checked (the container and the
+# inputs) as content.
+VERIFIED_PREFIX = "verified-"
+
+
+def load_verified(directory):
+    """check name -> the fingerprint recorded when it last passed."""
+    if not os.path.isdir(directory):
+        return {}
+    verified = {}
+    for name in os.listdir(directory):
+        path = os.path.join(directory, name)
+        if name.startswith(VERIFIED_PREFIX) and os.path.isfile(path):
+            with open(path, encoding="utf-8") as handle:
+                verified[name[len(VERIFIED_PREFIX):]] = handle.read().strip()
+    return verified
+
+
 def parse_file(text):
     """The secret in a file of the secrets directory; files that ansible.builtin.password wrote
     before 0.2.0 may carry a ` salt=` suffix after it."""

@@ -42,6 +42,10 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+run_id:
+  description: A new random id of this run, which tells its records from an earlier run's (a fact cache may keep those).
+  returned: success
+  type: str
 platform:
   description: The platform model.
   returned: success
@@ -53,6 +57,10 @@ platform:
     endpoints:
       description: Inventory host -> the Docker engine its containers run on.
       type: dict
+    images:
+      description: Every image the platform's containers run, and the repository of the agent image.
+      type: list
+      elements: str
     supervisor:
       description: The supervisor node (host, database, published_port, container_port, container, volume, endpoint, extra_env), or null.
       type: dict

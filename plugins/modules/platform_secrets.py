@@ -70,6 +70,13 @@ aes_key_fingerprint:
   description: The fingerprint of the AES key, the label value of new node volumes.
   returned: success
   type: str
+verified:
+  description: >-
+    Check name -> the fingerprint of the container and inputs it last passed with, from the files
+    C(verified-<check>) of C(nocobase_secrets_dir) the roles write (a check whose fingerprint is unchanged is
+    not run again while C(nocobase_skip_unchanged) is true).
+  returned: success
+  type: dict
 generated:
   description: The variables whose secret was generated in this run (in check mode, would be).
   returned: always

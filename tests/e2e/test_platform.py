@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -395,6 +396,31 @@ def test_second_converge_changes_nothing_and_does_not_reload_nginx(platform):
     assert nginx_reloads(platform) == reloads
     check = platform.playbook("site.yml", "--check")
     assert set(recap_changed(check.stdout).values()) == {0}, check.stdout[-6000:]
+
+
+def nocobase_role_can_create_databases(platform):
+    query = platform.docker("exec", platform.container("postgres"), "psql", "-U", "postgres", "-d", "postgres", "-tAc",
+                            "SELECT rolcreatedb FROM pg_roles WHERE rolname = 'nocobase'")
+    return query.stdout.strip() == "t"
+
+
+def test_a_rerun_trusts_recorded_checks_until_told_to_check_everything(platform):
+    # A change made by hand that the nodes do not notice: the NocoBase role loses CREATEDB.
+    platform.docker("exec", platform.container("postgres"), "psql", "-U", "postgres", "-d", "postgres", "-c",
+                    "ALTER ROLE nocobase NOCREATEDB")
+    assert (platform.secrets / "verified-postgres").exists()
+    trusted = platform.playbook("infrastructure.yml")
+    assert set(recap_changed(trusted.stdout).values()) == {0}, trusted.stdout[-4000:]
+    assert "Read the NocoBase role and the node databases" not in trusted.stdout  # checked before, same container
+    assert not nocobase_role_can_create_databases(platform)
+    full = platform.playbook("infrastructure.yml", "-e", "nocobase_skip_unchanged=false")
+    assert recap_changed(full.stdout)["postgres"] > 0, full.stdout[-4000:]
+    assert nocobase_role_can_create_databases(platform)
+    # A lost record means: check again, and record it again.
+    (platform.secrets / "verified-postgres").unlink()
+    checked = platform.playbook("infrastructure.yml")
+    assert "Read the NocoBase role and the node databases" in checked.stdout
+    assert stat.S_IMODE((platform.secrets / "verified-postgres").stat().st_mode) == 0o600
 
 
 # ---------------------------------------------------------------- faults: each ends with nothing lost

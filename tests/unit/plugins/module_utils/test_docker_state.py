@@ -8,6 +8,7 @@ from ansible_collections.nocobase.multienv.plugins.module_utils._docker_state im
     container_is_current,
     engine_state,
     image_reference,
+    spec_hash,
 )
 
 LISTING = {
@@ -58,3 +59,27 @@ def test_container_is_current(name, spec_hash, image, running, healthy, current)
 def test_a_tag_that_now_names_another_image_is_not_current():
     listing = dict(LISTING, images=[{"Id": "sha256:rebuilt", "RepoTags": ["redis:7"]}])
     assert not container_is_current(engine_state(listing), "nb-redis", "h1", "redis:7")
+
+
+SETTINGS = ("nb", {"team": "a"}, "unless-stopped", 30)
+
+
+def test_spec_hash_ignores_how_the_task_waits_or_pulls():
+    spec = {"name": "nb-redis", "image": "redis:7", "env": {"A": "1"}}
+    waits = dict(spec, state="healthy", pull="always", healthy_wait_timeout=60)
+    assert spec_hash("k", spec, SETTINGS) == spec_hash("k", waits, SETTINGS)
+    assert len(spec_hash("k", spec, SETTINGS)) == 24
+
+
+@pytest.mark.parametrize("key, spec, settings", [
+    ("other key", {"name": "nb-redis", "image": "redis:7", "env": {"A": "1"}}, SETTINGS),
+    ("k", {"name": "nb-redis", "image": "redis:7", "env": {"A": "2"}}, SETTINGS),
+    ("k", {"name": "nb-redis", "image": "redis:7", "env": {"A": "1"}}, ("nb", {}, "unless-stopped", 30)),
+    ("k", {"name": "nb-redis", "image": "redis:7", "env": {"A": "1"}}, ("nb", {"team": "a"}, "always", 30)),
+])
+def test_spec_hash_changes_with_the_spec_the_settings_and_the_key(key, spec, settings):
+    assert spec_hash(key, spec, settings) != spec_hash("k", {"name": "nb-redis", "image": "redis:7", "env": {"A": "1"}}, SETTINGS)
+
+
+def test_spec_hash_tells_nothing_of_the_secrets_in_the_spec():
+    assert "s3cret" not in spec_hash("k", {"env": {"PASSWORD": "s3cret"}}, SETTINGS)

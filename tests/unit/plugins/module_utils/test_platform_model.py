@@ -14,17 +14,18 @@ SETTINGS = {
     "nocobase_image_pull": "missing", "nocobase_extra_env": {}, "nocobase_redis_host": "nocobase-redis",
     "nocobase_postgres_host": "nocobase-postgres", "nocobase_control_redis_url": "",
     "nocobase_root_email": "root@example.com", "nocobase_root_username": "root",
+    "nocobase_agent_image": "nocobase-multienv/agent",
 }
 GROUPS = {"nocobase_redis": ["redis"], "nocobase_postgres": ["postgres"], "nocobase_supervisor": ["supervisor"],
           "nocobase_workers": ["worker_a", "worker_b"], "nocobase_proxy": ["proxy"]}
 LOCAL = {"ansible_connection": "local"}
 WORKER = {"worker_state": "present", "worker_container_port": 80, "worker_extra_env": {}, "worker_remove_volumes": False}
 HOSTS = {
-    "redis": dict(LOCAL), "postgres": dict(LOCAL, postgres_published_port=None),
+    "redis": dict(LOCAL, redis_image="redis:7"), "postgres": dict(LOCAL, postgres_published_port=None, postgres_image="postgres:16"),
     "proxy": dict(LOCAL, proxy_config_dir="/etc/nocobase-multienv/nocobase/proxy"),
     "supervisor": dict(LOCAL, supervisor_database="nocobase_supervisor", supervisor_published_port=14000,
                        supervisor_container_port=80, supervisor_extra_env={}),
-    "worker_a": dict(LOCAL, **WORKER, worker_environment="env_a", worker_database="nocobase_worker_a",
+    "worker_a": dict(LOCAL, **WORKER, worker_image="nocobase/nocobase:2.2.15", worker_environment="env_a", worker_database="nocobase_worker_a",
                      worker_published_port=15000),
     "worker_b": dict(LOCAL, **dict(WORKER, worker_container_port=13000), worker_environment="env_b",
                      worker_database="nocobase_worker_b", worker_published_port=15001),
@@ -146,3 +147,10 @@ def test_bad_secrets_are_named_never_shown(name, value, expected):
 def test_good_and_missing_but_generated_secrets_pass():
     assert secret_errors(GOOD_SECRETS) == []
     assert secret_errors(dict(GOOD_SECRETS, db_password=None), missing_ok=True) == []
+
+
+def test_the_model_lists_every_image_the_platform_runs():
+    model, dummy = model_and_errors(hosts={"worker_b": {"worker_image": "nocobase/nocobase:2.3.0"},
+                                           "proxy": {"proxy_image": ""}})  # not set: not listed
+    assert model["images"] == ["nocobase-multienv/agent", "nocobase/nocobase:2.2.15", "nocobase/nocobase:2.3.0",
+                               "postgres:16", "redis:7"]

@@ -10,6 +10,7 @@ from ansible_collections.nocobase.multienv.plugins.module_utils._secrets import 
     fingerprint,
     generate,
     load,
+    load_verified,
     parse_file,
     write_new,
 )
@@ -52,3 +53,12 @@ def test_new_files_are_private_and_never_overwritten(tmp_path):
     with pytest.raises(FileExistsError):
         write_new(str(directory), "app_key", "other")
     assert (directory / "app_key").read_text() == "value\n"
+
+
+def test_verified_checks_are_read_from_their_files(tmp_path):
+    assert load_verified(str(tmp_path / "missing")) == {}
+    (tmp_path / "verified-postgres").write_text("abc\n")
+    (tmp_path / "verified-sign-in-nb-supervisor").write_text("def")
+    (tmp_path / "db_password").write_text("not a check")
+    (tmp_path / "verified-dir").mkdir()
+    assert load_verified(str(tmp_path)) == {"postgres": "abc", "sign-in-nb-supervisor": "def"}

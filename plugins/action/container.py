@@ -1,0 +1,121 @@
+# Copyright (c) nocobase.multienv contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Action plugin of nocobase.multienv.container (documented in plugins/modules/container.py)."""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleError
+from ansible.module_utils.common.parameters import remove_values
+from ansible.module_utils.parsing.convert_bool import boolean
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.nocobase.multienv.plugins.module_utils._docker_state import (
+    SPEC_LABEL,
+    container_is_current,
+    spec_hash,
+)
+
+PLATFORM_LABEL = "org.nocobase.multienv.platform"
+
+# The spec, as in community.docker.docker_container; image_pending is not part of it.
+ARGUMENT_SPEC = {
+    "name": {"type": "str", "required": True},
+    "image": {"type": "str", "required": True},
+    "state": {"type": "str", "default": "started", "choices": ["present", "started", "healthy"]},
+    "networks": {"type": "list", "elements": "dict", "required": True},
+    "labels": {"type": "dict"},
+    "env": {"type": "dict"},
+    "command": {"type": "raw"},
+    "mounts": {"type": "list", "elements": "dict"},
+    "published_ports": {"type": "list", "elements": "str"},
+    "healthcheck": {"type": "dict"},
+    "init": {"type": "bool"},
+    "stop_timeout": {"type": "int"},
+    "healthy_wait_timeout": {"type": "int"},
+    "pull": {"type": "str", "choices": ["always", "missing", "never", "not_present"]},
+    "image_pending": {"type": "bool", "default": False},
+}
+
+# The platform settings and run state the action reads, as the roles of the collection define them.
+SETTINGS = (
+    "nocobase_platform", "nocobase_labels", "nocobase_restart_policy", "nocobase_stop_timeout",
+    "nocobase_image_pull", "nocobase_skip_unchanged", "__nocobase_secrets", "__nocobase_run_id",
+    "_common_engine", "_common_network_pending", "_common_run_changed",
+)
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _supports_check_mode = True
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        dummy, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        task_vars = task_vars or {}
+        try:
+            settings = {name: self._templar.template(task_vars[name]) for name in SETTINGS}
+        except KeyError as exc:
+            raise AnsibleError("nocobase.multienv.container runs in a role of nocobase.multienv, which defines %s" % exc)
+        # The spec as the role gave it (validation adds None for what it left out).
+        spec = {name: value for name, value in self._task.args.items() if name != "image_pending"}
+        name = args["name"]
+        pull = args["pull"] or settings["nocobase_image_pull"]
+        stop_timeout = args["stop_timeout"] if args["stop_timeout"] is not None else settings["nocobase_stop_timeout"]
+        labels = dict(settings["nocobase_labels"], **(args["labels"] or {}))
+        labels[PLATFORM_LABEL] = settings["nocobase_platform"]
+        labels[SPEC_LABEL] = spec_hash(
+            settings["__nocobase_secrets"]["aes_secret_key"], spec,
+            (settings["nocobase_platform"], settings["nocobase_labels"], settings["nocobase_restart_policy"],
+             settings["nocobase_stop_timeout"]))
+        engine = settings["_common_engine"] or {}
+        found = (engine.get("containers") or {}).get(name) or {}
+        check_mode = bool(self._play_context.check_mode)
+
+        if (boolean(settings["nocobase_skip_unchanged"], strict=False) and pull != "always" and container_is_current(
+                engine, name, labels[SPEC_LABEL], args["image"], args["state"] != "present", args["state"] == "healthy")):
+            # Docker's health as the run began holds only while nothing it depends on changed since.
+            record = {"changed": False, "id": found["id"], "running": found["running"], "addresses": found["addresses"],
+                      "healthy": found["health"] == "healthy" and not boolean(settings["_common_run_changed"], strict=False)}
+            msg = "%s is what its role wants and was left alone" % name
+            predicted = False
+        elif check_mode and (boolean(settings["_common_network_pending"], strict=False) or args["image_pending"]):
+            # Its network or image does not exist yet: docker_container could not check it.
+            record = {"changed": True, "id": None, "running": False, "addresses": {}, "healthy": False}
+            msg = "%s would be created" % name
+            predicted = True
+        else:
+            module_args = {
+                "name": name, "image": args["image"], "pull": pull,
+                "state": "started" if check_mode and args["state"] == "healthy" else args["state"],
+                "healthy_wait_timeout": args["healthy_wait_timeout"],
+                "restart_policy": settings["nocobase_restart_policy"], "stop_timeout": stop_timeout,
+                "init": args["init"], "command": args["command"], "env": args["env"], "labels": labels,
+                "network_mode": args["networks"][0]["name"], "networks": args["networks"], "mounts": args["mounts"],
+                "published_ports": args["published_ports"] or [], "healthcheck": args["healthcheck"],
+                "comparisons": {"env": "strict", "networks": "strict"},
+            }
+            outcome = self._execute_module(
+                module_name="community.docker.docker_container",
+                module_args={key: value for key, value in module_args.items() if value is not None},
+                task_vars=task_vars)
+            if outcome.get("failed"):
+                # Only the message, with every value of the environment and command masked.
+                secrets = {str(value) for value in (args["env"] or {}).values() if len(str(value)) > 3}
+                return dict(result, failed=True, changed=bool(outcome.get("changed")),
+                            msg=remove_values("%s: %s" % (name, outcome.get("msg", "docker_container failed")), secrets))
+            container = outcome.get("container") or {}
+            networks = (container.get("NetworkSettings") or {}).get("Networks") or {}
+            record = {"changed": bool(outcome.get("changed")), "id": container.get("Id"),
+                      "running": bool((container.get("State") or {}).get("Running")),
+                      "addresses": {network: (values or {}).get("IPAddress") for network, values in networks.items()},
+                      "healthy": False}
+            msg = "%s was %s" % (name, "changed" if record["changed"] else "checked; nothing to change")
+            predicted = False
+
+        record["run"] = settings["__nocobase_run_id"]
+        containers = dict(self._templar.template(task_vars.get("__common_containers")) or {}, **{name: record})
+        # The result holds none of the arguments (they hold secrets). A prediction is shown, as debug's msg is.
+        return dict(result, changed=record["changed"], msg=msg, container=record,
+                    ansible_facts={"__common_containers": containers}, _ansible_verbose_always=predicted)

@@ -174,13 +174,13 @@ def main() -> None:
 
     print("Provisioning the offline platform (playbooks/site.yml, inventories/offline, %d cores)" % os.cpu_count())
     header = ("workers", "cold [s]", "rerun [s]", "rerun / cold", "settled [s]", "settled / cold", "compose [s]",
-              "no-op [s]", "rerun / no-op")
-    print("%-8s %9s %10s %13s %12s %15s %12s %10s %14s" % header)
+              "no-op [s]", "rerun / no-op", "settled / no-op")
+    print("%-8s %9s %10s %13s %12s %15s %12s %10s %14s %16s" % header)
     for workers, cold, rerun, settled, changed, compose_cold, compose_noop in rows:
         note = "" if changed == 0 else "   (reruns reported changed=%d)" % changed
-        print("%-8d %9.1f %10.1f %13.2f %12.1f %15.2f %12.1f %10.2f %14.1f%s" % (
+        print("%-8d %9.1f %10.1f %13.2f %12.1f %15.2f %12.1f %10.2f %14.1f %16.1f%s" % (
             workers, cold, rerun, rerun / cold, settled, settled / cold, compose_cold, compose_noop,
-            rerun / compose_noop, note))
+            rerun / compose_noop, settled / compose_noop, note))
     if len(rows) >= 2:
         (w1, c1, r1, *_rest1), (w2, c2, r2, *_rest2) = rows[0], rows[-1]
         print("per extra worker: cold +%.1f s, idempotent +%.1f s" % ((c2 - c1) / (w2 - w1), (r2 - r1) / (w2 - w1)))

@@ -115,6 +115,8 @@ class ControlPlane:
         # Records the readers left out because they cannot be trusted, one message each (the
         # modules and the lookup turn them into warnings).
         self.skipped = []
+        # The protocol version the keyspace says it was written with (0 when empty), once read.
+        self.schema_version = None
 
     # ---------------------------------------------------------------- reads
 
@@ -177,7 +179,7 @@ class ControlPlane:
             self._hash_read(self.keys.environments, names),
             self._hash_read(self.keys.heartbeats, names),
         ])
-        check_schema_version(schema, self.keys.schema)
+        self.schema_version = check_schema_version(schema, self.keys.schema)
         return self._environments(raw, beats, names)
 
     def read_apps(self, names=None):
@@ -190,7 +192,7 @@ class ControlPlane:
             self._hash_read(self.keys.heartbeats, None),
             self._hash_read(self.keys.apps, names),
         ])
-        check_schema_version(schema, self.keys.schema)
+        self.schema_version = check_schema_version(schema, self.keys.schema)
         environments = self._environments(raw_envs, beats, None)
         raw_apps = self._trusted("app", self._hash_result(raw_apps, names))
         apps = {name: decode(raw_apps[name], "app record %r" % name) for name in sorted(raw_apps)}

@@ -105,4 +105,5 @@ def run_environment_info_module(module, plane):
         environments=list(environments.values()),
         missing=[name for name in names or [] if name not in environments],
         waited=waited,
+        schema_version=plane.schema_version,
     )

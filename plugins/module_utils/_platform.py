@@ -29,7 +29,7 @@ NODE_VARIABLES = {
                                     "worker_container_port", "worker_url", "worker_proxy_url", "worker_extra_env",
                                     "worker_remove_volumes", "worker_image")),
     "nocobase_redis": ("redis", ("redis_image",)),
-    "nocobase_postgres": ("postgres", ("postgres_published_port", "postgres_image")),
+    "nocobase_postgres": ("postgres", ("postgres_published_port", "postgres_image", "postgres_superuser")),
     "nocobase_proxy": ("proxy", ("proxy_config_dir", "proxy_image")),
 }
 # Where a host's Docker engine is: these decide which hosts share one.
@@ -119,6 +119,7 @@ def build(settings, groups, hosts):
             "proxy_url": proxy_url,
             "proxy_url_set": proxy_url_set,
             "container": container,
+            "image": hv.get("worker_image"),
             "agent_container": "%s-agent-%s" % (prefix, name),
             "volume": container + "-storage",
             "endpoint": endpoint(host, hv),
@@ -137,6 +138,7 @@ def build(settings, groups, hosts):
             "published_port": hv.get("supervisor_published_port"),
             "container_port": hv.get("supervisor_container_port"),
             "container": prefix + "-supervisor",
+            "image": hv.get("supervisor_image"),
             "volume": prefix + "-supervisor-storage",
             "endpoint": endpoint(host, hv),
             "extra_env": hv.get("supervisor_extra_env"),
@@ -171,6 +173,7 @@ def build(settings, groups, hosts):
             "hosts": postgres_hosts,
             "endpoint": endpoints[postgres_hosts[0]] if postgres_hosts else None,
             "published_port": hosts[postgres_hosts[0]].get("postgres_published_port") if postgres_hosts else None,
+            "superuser": hosts[postgres_hosts[0]].get("postgres_superuser") if postgres_hosts else None,
             "container": prefix + "-postgres",
         },
         "proxy": {

@@ -112,6 +112,12 @@ waited:
   type: float
   sample: 4.2
   version_added: 0.2.0
+schema_version:
+  description: The protocol version the keyspace was written with (V(0) when nothing was written yet).
+  returned: success
+  type: int
+  sample: 1
+  version_added: 0.2.0
 """
 
 from ansible_collections.nocobase.multienv.plugins.module_utils._environments import (

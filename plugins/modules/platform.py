@@ -62,11 +62,11 @@ platform:
       type: list
       elements: str
     supervisor:
-      description: The supervisor node (host, database, published_port, container_port, container, volume, endpoint, extra_env), or null.
+      description: The supervisor node (host, database, published_port, container_port, container, image, volume, endpoint, extra_env), or null.
       type: dict
     workers:
       description: >-
-        Every host of C(nocobase_workers): host, environment, state, database, ports, url, proxy_url, container,
+        Every host of C(nocobase_workers): host, environment, state, database, ports, url, proxy_url, container, image,
         agent_container, volume, endpoint, extra_env, remove_volumes, and record (its environment record).
       type: list
       elements: dict
@@ -75,10 +75,10 @@ platform:
       type: list
       elements: dict
     redis:
-      description: hosts, endpoint, published_port, container.
+      description: hosts, endpoint, published_port, superuser, container.
       type: dict
     postgres:
-      description: hosts, endpoint, published_port, container.
+      description: hosts, endpoint, published_port, superuser, container.
       type: dict
     proxy:
       description: hosts, config_dir, container.

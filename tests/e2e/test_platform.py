@@ -553,3 +553,60 @@ def test_redis_down_during_a_converge_fails_clearly_and_writes_nothing(platform)
     assert platform.redis_password not in run.stdout + run.stderr
     client = platform.wait(lambda: _ping(platform), timeout=60, what="Redis back")
     assert client.hgetall("nocobase:apps") == before
+
+
+# ---------------------------------------------------------------- backup and restore (last: it replaces everything)
+
+def test_a_backup_brings_data_secrets_and_apps_back_after_losing_everything(platform, tmp_path):
+    backups, vault = tmp_path / "backups", ("-e", "nocobase_backup_vault_password=e2e-vault-password")
+    settings = ("-e", "nocobase_backup_dir=%s" % backups) + vault
+    postgres, worker = platform.container("postgres"), platform.container("worker-env_a")
+
+    def psql(database, sql):
+        return platform.docker("exec", postgres, "psql", "-U", "postgres", "-d", database, "-tAc", sql).stdout.strip()
+
+    platform.playbook("site.yml")  # as the inventory says (earlier tests left apps of theirs)
+    # An app database as NocoBase makes one (owned by the NocoBase role) with a row, and a file in a storage volume.
+    psql("postgres", "CREATE DATABASE e2e_app OWNER nocobase")
+    psql("e2e_app", "CREATE TABLE notes (body text); INSERT INTO notes VALUES ('kept')")
+    platform.docker("exec", worker, "sh", "-c", "echo kept > /app/nocobase/storage/e2e-proof.txt")
+    running = {(app["name"], env) for app in APPS for env in app["environments"]}
+    assert all(platform.status(app, env)["status"] == "running" for app, env in running)
+
+    platform.playbook("backup.yml", *settings, "-e", "nocobase_backup_secrets=true")
+    [backup] = list(backups.iterdir())
+    manifest = json.loads((backup / "manifest.json").read_text())
+    assert {"databases/e2e_app.dump", "databases/nocobase_supervisor.dump", "control-plane.json", "secrets.vault",
+            "volumes/%s-worker-env_a-storage.tar.gz" % platform.name} <= set(manifest["files"])
+    assert manifest["platform"] == platform.name and manifest["protocol_schema"] == 1
+    assert platform.redis_password not in (backup / "secrets.vault").read_text()  # encrypted
+    assert stat.S_IMODE(backup.stat().st_mode) == 0o700
+
+    # A corrupted copy is refused before anything is touched, even with the confirmation.
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(backup, corrupt)
+    with open(corrupt / "databases" / "e2e_app.dump", "ab") as dump:
+        dump.write(b"tampered")
+    before = _container_ids(platform)
+    refused = platform.playbook("restore.yml", *settings, "-e", "nocobase_restore_from=%s" % corrupt,
+                                "-e", "nocobase_restore_confirm=true", check=False)
+    assert refused.returncode != 0
+    assert "databases/e2e_app.dump (checksum differs)" in " ".join(refused.stdout.split()), refused.stdout[-3000:]
+    assert _container_ids(platform) == before
+    # The platform exists: no restore onto it without the confirmation.
+    unconfirmed = platform.playbook("restore.yml", *settings, "-e", "nocobase_restore_from=" + backup.name, check=False)
+    assert unconfirmed.returncode != 0
+    assert "set nocobase_restore_confirm=true to do so" in " ".join(unconfirmed.stdout.split()), unconfirmed.stdout[-3000:]
+    assert _container_ids(platform) == before
+
+    # Everything is lost: containers, volumes and the secrets directory (the overlay tears all of it down).
+    platform.playbook("teardown.yml")
+    assert not platform.secrets.exists() and _container_ids(platform) == []
+    platform.playbook("restore.yml", *settings, "-e", "nocobase_restore_from=" + backup.name)
+
+    assert psql("e2e_app", "SELECT body FROM notes") == "kept"
+    assert platform.docker("exec", worker, "cat", "/app/nocobase/storage/e2e-proof.txt").stdout == "kept\n"
+    assert all(platform.status(app, env)["status"] == "running" for app, env in running)
+    assert platform.get("/apps/crm/admin/")[0] == 200
+    again = platform.playbook("site.yml")
+    assert set(recap_changed(again.stdout).values()) == {0}, again.stdout[-6000:]

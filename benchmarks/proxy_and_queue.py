@@ -37,8 +37,8 @@ RENDER = """
   hosts: localhost
   gather_facts: false
   vars:
-    proxy_platform: bench
-    proxy_supervisor_url: http://bench-supervisor:80
+    nocobase_platform: bench
+    __proxy_supervisor_url: http://bench-supervisor:80
     proxy_container_port: 80
     proxy_resolver: 127.0.0.11
     proxy_client_max_body_size: 100m

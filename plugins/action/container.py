@@ -96,12 +96,17 @@ class ActionModule(ActionBase):
                 "published_ports": args["published_ports"] or [], "healthcheck": args["healthcheck"],
                 "comparisons": {"env": "strict", "networks": "strict"},
             }
-            outcome = self._execute_module(
-                module_name="community.docker.docker_container",
-                module_args={key: value for key, value in module_args.items() if value is not None},
-                task_vars=task_vars)
+            # As a no_log task: the module must not log its arguments (the environment) on the target.
+            task_no_log, self._task.no_log = self._task.no_log, True
+            try:
+                outcome = self._execute_module(
+                    module_name="community.docker.docker_container",
+                    module_args={key: value for key, value in module_args.items() if value is not None},
+                    task_vars=task_vars)
+            finally:
+                self._task.no_log = task_no_log
             if outcome.get("failed"):
-                # Only the message, with every value of the environment and command masked.
+                # Only the message, with every value of the environment masked.
                 secrets = {str(value) for value in (args["env"] or {}).values() if len(str(value)) > 3}
                 return dict(result, failed=True, changed=bool(outcome.get("changed")),
                             msg=remove_values("%s: %s" % (name, outcome.get("msg", "docker_container failed")), secrets))

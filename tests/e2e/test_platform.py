@@ -581,6 +581,7 @@ def test_a_backup_brings_data_secrets_and_apps_back_after_losing_everything(plat
     assert manifest["platform"] == platform.name and manifest["protocol_schema"] == 1
     assert platform.redis_password not in (backup / "secrets.vault").read_text()  # encrypted
     assert stat.S_IMODE(backup.stat().st_mode) == 0o700
+    assert stat.S_IMODE((backup / "databases" / "e2e_app.dump").stat().st_mode) == 0o600
 
     # A corrupted copy is refused before anything is touched, even with the confirmation.
     corrupt = tmp_path / "corrupt"
@@ -593,6 +594,13 @@ def test_a_backup_brings_data_secrets_and_apps_back_after_losing_everything(plat
     assert refused.returncode != 0
     assert "databases/e2e_app.dump (checksum differs)" in " ".join(refused.stdout.split()), refused.stdout[-3000:]
     assert _container_ids(platform) == before
+    # Secrets other than the backup's are refused: the data needs the ones it was made with.
+    other = platform.playbook("restore.yml", *settings, "-e", "nocobase_restore_from=" + backup.name,
+                              "-e", "nocobase_restore_confirm=true", "-e", "nocobase_root_password=another-root-password",
+                              check=False)
+    assert other.returncode != 0
+    assert "secrets are not the ones the backup was made with (root_password)" in " ".join(other.stdout.split()), other.stdout[-3000:]
+    assert "another-root-password" not in other.stdout and _container_ids(platform) == before
     # The platform exists: no restore onto it without the confirmation.
     unconfirmed = platform.playbook("restore.yml", *settings, "-e", "nocobase_restore_from=" + backup.name, check=False)
     assert unconfirmed.returncode != 0

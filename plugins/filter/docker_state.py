@@ -2,13 +2,14 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""The docker_engine_state and docker_image_reference filters (documented in their .yml files)."""
+"""The docker_engine_state, docker_image_reference and nodes_to_upgrade filters (documented in their .yml files)."""
 
 from __future__ import annotations
 
 from ansible_collections.nocobase.multienv.plugins.module_utils._docker_state import (
     engine_state,
     image_reference,
+    nodes_to_upgrade,
 )
 
 
@@ -22,4 +23,5 @@ def docker_image_reference(image):
 
 class FilterModule:
     def filters(self):
-        return {"docker_engine_state": docker_engine_state, "docker_image_reference": docker_image_reference}
+        return {"docker_engine_state": docker_engine_state, "docker_image_reference": docker_image_reference,
+                "nodes_to_upgrade": nodes_to_upgrade}

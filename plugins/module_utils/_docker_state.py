@@ -73,6 +73,30 @@ def container_is_current(state, name, spec_hash, image, want_running=True, want_
     return not want_healthy or current["health"] == "healthy"
 
 
+def nodes_to_upgrade(platform, engines):
+    """The NocoBase nodes of the platform model whose container is missing or runs another image than
+    the model names for it (another tag, or the tag moved), in NocoBase's upgrade order: the
+    supervisor, then the workers as the inventory lists them.  Each: host, container, role,
+    environment, published_port, image (wanted) and running_image (as Docker lists it, or None)."""
+    nodes = []
+    for node in platform.get("nodes") or []:
+        engine = engines.get(node["endpoint"]) or {}
+        current = (engine.get("containers") or {}).get(node["container"])
+        wanted_id = (engine.get("images") or {}).get(image_reference(node["image"]))
+        if current is not None and wanted_id is not None and current["image_id"] == wanted_id:
+            continue
+        nodes.append({
+            "host": node["host"],
+            "container": node["container"],
+            "role": "worker" if "environment" in node else "supervisor",
+            "environment": node.get("environment"),
+            "published_port": node.get("published_port"),
+            "image": node["image"],
+            "running_image": current["image"] if current is not None else None,
+        })
+    return nodes
+
+
 # What a spec hash leaves out: how the task waits or pulls (changing those must not recreate anything).
 SPEC_HASH_IGNORES = ("pull", "state", "healthy_wait_timeout")
 # Changes when the container action changes what it makes of a spec (every container is then made again).

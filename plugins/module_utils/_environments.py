@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import ControlPlaneError
+from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import ControlPlaneError, is_version
 from ansible_collections.nocobase.multienv.plugins.module_utils._module import RecordKind, run_record_module, stale_after_spec
 from ansible_collections.nocobase.multienv.plugins.module_utils._records import (
     check_environment_name,
@@ -66,11 +66,12 @@ def run_environment_module(module, plane):
 
 def environment_info_argument_spec():
     return dict(names=dict(type="list", elements="str"), stale_after=stale_after_spec(),
-                wait_timeout=dict(type="int", default=0), wait_interval=dict(type="float", default=1.0))
+                wait_timeout=dict(type="int", default=0), wait_interval=dict(type="float", default=1.0),
+                app_version=dict(type="str"))
 
 
-def _unavailable(names, environments):
-    """'<name> (why)' for each name that is not available."""
+def _not_ready(names, environments, app_version=None):
+    """'<name> (why)' for each name that is not available, or (app_version set) reports another version."""
     reasons = []
     for name in names:
         record = environments.get(name)
@@ -79,6 +80,8 @@ def _unavailable(names, environments):
         elif not record["available"]:
             age = record["heartbeatAge"]
             reasons.append("%s (%s)" % (name, "never beat" if age is None else "last beat %.0f s ago" % age))
+        elif app_version is not None and record.get("appVersion") != app_version:
+            reasons.append("%s (appVersion %s, not %s)" % (name, record.get("appVersion") or "unset", app_version))
     return reasons
 
 
@@ -87,18 +90,22 @@ def run_environment_info_module(module, plane):
     for name in names or []:
         check_environment_name(name, "names")
     timeout = module.params["wait_timeout"]
+    app_version = module.params["app_version"]
     if timeout > 0 and not names:
         raise ControlPlaneError("wait_timeout: name the environments to wait for in names")
+    if app_version is not None and not (timeout > 0 and is_version(app_version)):
+        raise ControlPlaneError("app_version: %r must be a version, and is waited for with wait_timeout" % (app_version,))
     started = time.monotonic()
     while True:
         environments = plane.read_environments(names)
-        waiting = _unavailable(names, environments) if timeout > 0 else []
+        waiting = _not_ready(names, environments, app_version) if timeout > 0 else []
         waited = round(time.monotonic() - started, 1)
         if not waiting:
             break
         if waited >= timeout:
-            raise ControlPlaneError("not available after %d s (stale_after %d s): %s"
-                                    % (timeout, plane.stale_after, ", ".join(waiting)))
+            raise ControlPlaneError("not available%s after %d s (stale_after %d s): %s"
+                                    % (" with appVersion " + app_version if app_version else "", timeout,
+                                       plane.stale_after, ", ".join(waiting)))
         time.sleep(min(module.params["wait_interval"], max(0.0, timeout - waited)))
     return dict(
         changed=False,

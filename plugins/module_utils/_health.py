@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import json
 import time
+from urllib.parse import quote
 
 from ansible.module_utils.common.text.converters import to_text
 from ansible.module_utils.urls import open_url
 from ansible.module_utils.six.moves.urllib.error import HTTPError
+
+from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import is_version
 
 # How much of an unexpected answer the failure message quotes.
 _QUOTE = 120
@@ -60,3 +63,40 @@ def sign_in_status(base_url, account, password, request_timeout):
                              data=json.dumps({"account": account, "password": password}),
                              headers={"Content-Type": "application/json", "X-Authenticator": "basic"})
     return status
+
+
+def _info(url, request_timeout):
+    """(data of NocoBase's public app:getInfo answer or None, description of the answer)."""
+    status, body = _request(url, request_timeout)
+    try:
+        data = json.loads(body).get("data") if status == 200 else None
+    except (ValueError, AttributeError):
+        data = None
+    return (data if isinstance(data, dict) else None), describe(status, body)
+
+
+def node_version(base_url, request_timeout):
+    """The version a node reports on app:getInfo, when it is one (a node's answer is not trusted)."""
+    data, _answer = _info(base_url.rstrip("/") + "/api/app:getInfo", request_timeout)
+    version = (data or {}).get("version")
+    return version if is_version(version) else None
+
+
+def wait_apps_answer(base_url, apps, timeout, interval, request_timeout):
+    """Poll until each sub-app answers app:getInfo as itself (NocoBase's gateway starts one lazily).
+
+    Returns (app -> description of its last answer, for the apps that did not answer, elapsed seconds)."""
+    started = time.monotonic()
+    waiting = {app: "" for app in apps}
+    while True:
+        for app in list(waiting):
+            data, answer = _info("%s/api/__app/%s/app:getInfo" % (base_url.rstrip("/"), quote(app, safe="")),
+                                 request_timeout)
+            if (data or {}).get("name") == app:
+                del waiting[app]
+            else:
+                waiting[app] = answer
+        elapsed = time.monotonic() - started
+        if not waiting or elapsed + interval > timeout:
+            return waiting, round(elapsed, 1)
+        time.sleep(interval)

@@ -43,6 +43,7 @@ KEY_PREFIX_PATTERN = r"^[A-Za-z0-9_.-]{1,64}:$"
 _ENVIRONMENT_NAME_RE = re.compile(ENVIRONMENT_NAME_PATTERN)
 _APP_NAME_RE = re.compile(APP_NAME_PATTERN)
 _REQUEST_ID_RE = re.compile(REQUEST_ID_PATTERN)
+_VERSION_RE = re.compile(r"[0-9A-Za-z.+_-]{1,64}")
 _KEY_PREFIX_RE = re.compile(KEY_PREFIX_PATTERN)
 # An app's cname reaches nginx server names and NocoBase; its title NocoBase's UI and the logs.
 _CNAME_RE = re.compile(r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
@@ -147,6 +148,11 @@ def is_cname(value):
 def is_title(value):
     """One line of at most 255 characters, no control character."""
     return isinstance(value, str) and len(value) <= 255 and not any(ord(c) < 32 or c == "\x7f" for c in value)
+
+
+def is_version(value):
+    """A NocoBase version (appVersion) that may be shown and compared."""
+    return isinstance(value, str) and bool(_VERSION_RE.fullmatch(value))
 
 
 def is_request_id(value):

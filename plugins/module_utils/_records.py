@@ -24,6 +24,7 @@ from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import
     is_cname,
     is_environment_name,
     is_title,
+    is_version,
 )
 
 
@@ -66,7 +67,6 @@ def check_app_name(name, field="name"):
 # https, a host of hostname (Docker names may hold "_") or IPv4/IPv6 characters, an optional port and an optional path of safe
 # characters. No nginx variable ($), quote, ';', brace, whitespace or control character.
 _SAFE_URL_RE = re.compile(r"https?://([A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?(/[A-Za-z0-9._~%/-]*)?")
-_VERSION_RE = re.compile(r"[0-9A-Za-z.+_-]{1,64}")
 
 
 def check_http_url(value, field):
@@ -104,7 +104,7 @@ def record_problem(kind, key, raw):
                 if field in record:
                     check_http_url(record[field], field)
             version = record.get("appVersion")
-            if version is not None and not (isinstance(version, str) and _VERSION_RE.fullmatch(version)):
+            if version is not None and not is_version(version):
                 raise ControlPlaneError("appVersion: %r is not a version" % (version,))
         else:
             check_app_name(key, "name")
@@ -154,7 +154,7 @@ def environment_updates(item, prefix=""):
     for option in ("url", "proxy_url"):
         if item.get(option) is not None:
             check_http_url(item[option], prefix + option)
-    if item.get("app_version") and not _VERSION_RE.fullmatch(item["app_version"]):
+    if item.get("app_version") and not is_version(item["app_version"]):
         raise ControlPlaneError("%sapp_version: %r is not a version" % (prefix, item["app_version"]))
     return {
         "name": item["name"],

@@ -43,6 +43,12 @@ options:
     type: float
     default: 1.0
     version_added: 0.2.0
+  app_version:
+    description:
+      - With O(wait_timeout), also wait until every environment in O(names) reports this C(appVersion),
+        as a worker's agent does once the upgraded node answers.
+    type: str
+    version_added: 0.2.0
 seealso:
   - module: nocobase.multienv.environment
   - plugin: nocobase.multienv.records
@@ -60,6 +66,13 @@ EXAMPLES = r"""
   nocobase.multienv.environment_info:
     names: [env_a, env_b]
     wait_timeout: 600
+  delegate_to: localhost
+
+- name: Wait until env_a runs NocoBase 2.2.16
+  nocobase.multienv.environment_info:
+    names: [env_a]
+    wait_timeout: 300
+    app_version: 2.2.16
   delegate_to: localhost
 """
 

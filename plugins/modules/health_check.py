@@ -15,6 +15,8 @@ description:
     no retry lines; on timeout the task fails with the last answer it saw.
   - With O(root_account), it then signs in to NocoBase with that account and returns whether it was
     accepted (RV(signed_in)). A refusal does not fail the task; the caller says what it means.
+  - Once healthy it reads the version the node reports (NocoBase's public C(app:getInfo)), and with
+    O(apps) it waits, within the same O(timeout), until each of those sub-apps answers as itself.
   - Runs where the URL is reachable, usually the Docker host that publishes the node's port.
 author:
   - NocoBase multienv maintainers (@nocobase-multienv)
@@ -51,6 +53,14 @@ options:
   root_password:
     description: Its password.
     type: str
+  apps:
+    description:
+      - Sub-apps of the node's multi-app manager that must answer C(/api/__app/<app>/app:getInfo) with
+        their own name (NocoBase's gateway starts a stopped one on that request).
+      - The task fails naming each app that did not, with its last answer.
+    type: list
+    elements: str
+    default: []
 seealso:
   - module: nocobase.multienv.environment_info
 """
@@ -90,11 +100,22 @@ sign_in_status:
   description: HTTP status of the sign-in (V(200) when accepted, V(401) for wrong credentials).
   returned: when O(root_account) is set
   type: int
+version:
+  description: The version the node reports on C(app:getInfo), or V(null) when it reports none that is a version.
+  returned: success
+  type: str
+  sample: 2.2.15
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nocobase.multienv.plugins.module_utils._health import sign_in_status, wait_healthy
+from ansible_collections.nocobase.multienv.plugins.module_utils._health import (
+    node_version,
+    sign_in_status,
+    wait_apps_answer,
+    wait_healthy,
+)
+from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import is_app_name
 
 
 def main():
@@ -108,11 +129,15 @@ def main():
             request_timeout=dict(type="float", default=5),
             root_account=dict(type="str"),
             root_password=dict(type="str", no_log=True),
+            apps=dict(type="list", elements="str", default=[]),
         ),
         required_together=[("root_account", "root_password")],
         supports_check_mode=True,
     )
     params = module.params
+    for app in params["apps"]:
+        if not is_app_name(app):
+            module.fail_json(msg="apps: %r is not an app name" % (app,))
     url = params["url"].rstrip("/") + params["path"]
     ok, elapsed, attempts, last = wait_healthy(url, params["expect"], params["timeout"], params["interval"],
                                                params["request_timeout"])
@@ -125,6 +150,15 @@ def main():
         status = sign_in_status(params["url"], params["root_account"], params["root_password"],
                                 max(params["request_timeout"], 30))
         result.update(signed_in=status == 200, sign_in_status=status)
+    result["version"] = node_version(params["url"], params["request_timeout"])
+    if params["apps"]:
+        silent, waited = wait_apps_answer(params["url"], params["apps"], max(0.0, params["timeout"] - elapsed),
+                                          params["interval"], params["request_timeout"])
+        if silent:
+            module.fail_json(msg="%s: apps that did not answer as themselves within %g s: %s"
+                             % (params["url"], params["timeout"],
+                                "; ".join("%s (%s)" % item for item in sorted(silent.items()))), **result)
+        result["elapsed"] = round(elapsed + waited, 1)
     module.exit_json(**result)
 
 

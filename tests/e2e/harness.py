@@ -115,8 +115,8 @@ class Platform:
     def container(self, role_suffix):
         return "%s-%s" % (self.name, role_suffix)
 
-    def docker(self, *args, check=True):
-        return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120, check=check)
+    def docker(self, *args, check=True, input=None):  # noqa: A002 - subprocess's name
+        return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120, check=check, input=input)
 
     def standin_state(self, env):
         status, body = self.get("/__standin/state", port=self.ports[env])

@@ -297,6 +297,25 @@ def test_nocobase_restart_keeps_running_apps_running_and_stopped_apps_stopped(rc
     assert again.state()["apps"] == {"crm": "stopped", "hr": "stopped"}
 
 
+def test_a_node_replaced_with_another_version_is_registered_with_it(rclient, keys, plane, node, agent):
+    """An upgraded image, swapped between two polls: the record follows, and the apps come back."""
+    standin = node(STANDIN_APP_VERSION="2.0.0-old")
+    worker = agent("env_a", standin.url, AGENT_HEALTH_SECONDS="2")
+    registered(rclient, keys)
+    assert json.loads(rclient.hget(keys.environments, "env_a"))["appVersion"] == "2.0.0-old"
+    put_record(rclient, keys, "crm", ["env_a"])
+    plane.enqueue("crm", "start", environments=["env_a"])
+    wait_status(rclient, keys, "crm", "running")
+
+    assert standin.process.terminate() == 0
+    upgraded = standin.restart(STANDIN_APP_VERSION="2.0.1-new", STANDIN_STARTUP_SECONDS="0")
+    wait_for(lambda: json.loads(rclient.hget(keys.environments, "env_a"))["appVersion"] == "2.0.1-new",
+             timeout=15, interval=0.1, what="the record to carry the new version")
+    worker.wait_log("now reports version 2.0.1-new (was 2.0.0-old)")
+    wait_for(lambda: upgraded.state()["apps"] == {"crm": "running"}, timeout=15, what="crm running again")
+    assert status_of(rclient, keys, "crm")["status"] == "running"
+
+
 def test_resync_after_nocobase_lost_or_changed_its_apps(rclient, keys, plane, node, agent):
     """What Redis says wins after a comeback: started, created again, or stopped by the agent."""
     standin = node()

@@ -54,3 +54,34 @@ def test_environment_info_waits_inside_the_task(conn, rclient, keys):
     assert 0.4 <= result["waited"] < 5 and all(e["available"] for e in result["environments"])
     with pytest.raises(ModuleFailed, match="wait_timeout: name the environments"):
         run("environment_info", dict(conn, wait_timeout=5))
+
+
+def test_health_check_reports_the_version_and_waits_for_the_apps(processes, tmp_path):
+    node = start_standin(processes, tmp_path / "node", [free_port()], STANDIN_APP_VERSION="2.1.0-beta.3", **ROOT)
+    healthy = run("health_check", dict(url=node.url, interval=0.3, timeout=30))
+    assert healthy["version"] == "2.1.0-beta.3"
+    # An app that is not there is named with the node's last answer, and the task fails.
+    with pytest.raises(ModuleFailed) as failed:
+        run("health_check", dict(url=node.url, apps=["crm"], timeout=1.5, interval=0.3))
+    assert "apps that did not answer as themselves within 1.5 s: crm (HTTP 404" in str(failed.value)
+    with pytest.raises(ModuleFailed, match=r"apps: 'crm; rm' is not an app name"):
+        run("health_check", dict(url=node.url, apps=["crm; rm"]))
+    # Created (and started) a moment later, it is waited for inside the task.
+    token = node.token(ROOT["INIT_ROOT_EMAIL"], ROOT["INIT_ROOT_PASSWORD"])
+    threading.Timer(0.8, lambda: node.request("/api/applications:create", "POST", {"name": "crm"}, token=token)).start()
+    answered = run("health_check", dict(url=node.url, apps=["crm"], timeout=20, interval=0.3))
+    assert answered["elapsed"] >= 0.5
+
+
+def test_environment_info_waits_for_a_version(conn, rclient, keys):
+    run("environment", dict(conn, name="env_a", url="http://a", app_version="2.0.0"))
+    rclient.hset(keys.heartbeats, "env_a", now_ms())
+    with pytest.raises(ModuleFailed) as failed:
+        run("environment_info", dict(conn, names=["env_a"], app_version="2.0.1", wait_timeout=1, wait_interval=0.2))
+    assert str(failed.value) == ("not available with appVersion 2.0.1 after 1 s (stale_after 360 s): "
+                                 "env_a (appVersion 2.0.0, not 2.0.1)")
+    threading.Timer(0.6, lambda: run("environment", dict(conn, name="env_a", app_version="2.0.1"))).start()
+    result = run("environment_info", dict(conn, names=["env_a"], app_version="2.0.1", wait_timeout=10, wait_interval=0.2))
+    assert result["environments"][0]["appVersion"] == "2.0.1" and result["waited"] >= 0.4
+    with pytest.raises(ModuleFailed, match="app_version: '2.0.1' must be a version, and is waited for with wait_timeout"):
+        run("environment_info", dict(conn, names=["env_a"], app_version="2.0.1"))

@@ -101,6 +101,9 @@ class Settings:
         self.start_seconds = _float(env, "STANDIN_START_SECONDS", 0)
         self.db_wait_seconds = _float(env, "STANDIN_DB_WAIT_SECONDS", 120)
         self.app_version = env.get("STANDIN_APP_VERSION", STANDIN_VERSION)
+        # A broken release for some environments only (an upgrade test): boot fails there.
+        self.fail_boot = self.environment_name in {
+            name.strip() for name in env.get("STANDIN_FAIL_BOOT_ENVIRONMENTS", "").split(",") if name.strip()}
 
     def warnings(self):
         out = []
@@ -183,6 +186,9 @@ class StandIn:
             if not self.wait_for_database():
                 return
             if s.startup_seconds > 0 and self.shutdown.wait(s.startup_seconds):
+                return
+            if s.fail_boot:
+                self.fail("migration failed (STANDIN_FAIL_BOOT_ENVIRONMENTS names %s)" % s.environment_name)
                 return
             s.state_dir.mkdir(parents=True, exist_ok=True)
             if self.load():

@@ -45,6 +45,7 @@ from _keyspace import (  # noqa: E402
     is_cname,
     is_environment_name,
     is_title,
+    is_version,
     now_ms,
 )
 from nocobase_api import AuthError, NocoBase, NocoBaseError, error_code, error_message  # noqa: E402
@@ -198,13 +199,22 @@ class Agent:
             try:
                 if not self.ready.is_set():
                     self.api.sign_in()  # a node installed with other credentials must not look available
-                    self.consumer.app_version = self.api.version()
+                    self.consumer.app_version = self._version()
                     self.consumer.register()
                     self.resync_needed.set()
                     self.ready.set()
                     self.last_problem = None
                     LOG.info("NocoBase %s healthy (version %s): environment %s registered",
                              self.settings.nocobase_url, self.consumer.app_version, self.settings.environment)
+                    return time.monotonic()
+                version = self._version()
+                if version != self.consumer.app_version:
+                    # A node replaced faster than one poll (an upgrade) is a new NocoBase all the same.
+                    LOG.info("NocoBase %s now reports version %s (was %s): environment %s registered again",
+                             self.settings.nocobase_url, version, self.consumer.app_version, self.settings.environment)
+                    self.consumer.app_version = version
+                    self.consumer.register()
+                    self.resync_needed.set()
                     return time.monotonic()
                 if time.monotonic() - last_beat >= self.settings.heartbeat_seconds:
                     self.consumer.heartbeat()
@@ -219,6 +229,13 @@ class Agent:
             self.ready.clear()
         self._problem("waiting for NocoBase at %s: %s" % (self.settings.nocobase_url, detail))
         return last_beat
+
+    def _version(self):
+        """The version NocoBase reports, checked: it goes into the environment record."""
+        version = self.api.version()
+        if not is_version(version):
+            raise NocoBaseError("app:getInfo reported %r, which is not a version" % (version[:80],))
+        return version
 
     def watch(self):
         last_beat = 0.0

@@ -8,6 +8,7 @@ from ansible_collections.nocobase.multienv.plugins.module_utils._docker_state im
     container_is_current,
     engine_state,
     image_reference,
+    nodes_to_upgrade,
     spec_hash,
 )
 
@@ -83,3 +84,29 @@ def test_spec_hash_changes_with_the_spec_the_settings_and_the_key(key, spec, set
 
 def test_spec_hash_tells_nothing_of_the_secrets_in_the_spec():
     assert "s3cret" not in spec_hash("k", {"env": {"PASSWORD": "s3cret"}}, SETTINGS)
+
+
+def _node(container, image, environment=None):
+    node = {"host": container, "container": container, "endpoint": "local", "image": image, "published_port": 1}
+    if environment:
+        node["environment"] = environment
+    return node
+
+
+def test_nodes_to_upgrade_are_those_on_another_image_in_nocobase_order():
+    engines = {"local": {
+        "containers": {"sup": {"image": "nb:1", "image_id": "sha256:1"}, "w_a": {"image": "nb:1", "image_id": "sha256:1"},
+                       "w_b": {"image": "nb:2", "image_id": "sha256:2"}, "w_c": {"image": "nb:2", "image_id": "sha256:old2"}},
+        "images": {"nb:1": "sha256:1", "nb:2": "sha256:2"}}}
+    platform = {"nodes": [_node("sup", "nb:2"), _node("w_a", "nb:2", "env_a"), _node("w_b", "nb:2", "env_b"),
+                          _node("w_c", "nb:2", "env_c"), _node("w_d", "nb:2", "env_d")]}
+    plan = nodes_to_upgrade(platform, engines)
+    # w_b runs nb:2 already; w_c runs an image the tag nb:2 no longer names; w_d has no container yet.
+    assert [(n["container"], n["role"], n["environment"], n["running_image"]) for n in plan] == [
+        ("sup", "supervisor", None, "nb:1"), ("w_a", "worker", "env_a", "nb:1"), ("w_c", "worker", "env_c", "nb:2"),
+        ("w_d", "worker", "env_d", None)]
+    # An image the engine lacks (to be pulled) is another image too; with every node on its image, nothing is left.
+    assert [n["container"] for n in nodes_to_upgrade(platform, {"local": dict(engines["local"], images={})})] == [
+        "sup", "w_a", "w_b", "w_c", "w_d"]
+    settled = {"nodes": [_node("sup", "nb:1"), _node("w_b", "nb:2", "env_b")]}
+    assert nodes_to_upgrade(settled, engines) == []

@@ -9,11 +9,12 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 from urllib.parse import unquote, urlsplit
 
 from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import DEFAULT_KEY_PREFIX, ControlPlaneError
-from ansible_collections.nocobase.multienv.plugins.module_utils._resp import Client, ConnectionFailed, ReplyError
+from ansible_collections.nocobase.multienv.plugins.module_utils._resp import Client, ConnectionFailed, ReplyError, TLSFailed
 
 SUPERVISOR_REDIS_URL_ENV = "APP_SUPERVISOR_REDIS_URL"
 
@@ -62,6 +63,10 @@ def describe_url(parts):
 
 
 def _tls_context(params):
+    for option in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
+        path = params.get(option)
+        if path and not os.access(path, os.R_OK):
+            raise ControlPlaneError("%s %s cannot be read" % (option, path))
     context = ssl.create_default_context(cafile=params.get("tls_ca_file"))
     if params.get("tls_cert_file"):
         context.load_cert_chain(params["tls_cert_file"], params.get("tls_key_file"))
@@ -91,6 +96,10 @@ def connect(params):
         if exc.code == "WRONGPASS" or "password" in str(exc).lower():
             raise ControlPlaneError("Redis at %s rejected the user name or password given in redis_url" % where) from None
         raise ControlPlaneError("Redis at %s refused the connection: %s" % (where, exc)) from None
+    except TLSFailed as exc:
+        raise ControlPlaneError(
+            "cannot reach Redis at %s over TLS: %s; check tls_ca_file (the CA that signed Redis's certificate), "
+            "tls_cert_file and tls_key_file, or validate_certs" % (where, exc)) from None
     except ConnectionFailed as exc:
         raise ControlPlaneError("cannot reach Redis at %s (redis_url): %s" % (where, exc)) from None
     except (ssl.SSLError, OSError) as exc:

@@ -23,6 +23,10 @@ class ConnectionFailed(RedisError):
     """Redis could not be reached, or the connection broke."""
 
 
+class TLSFailed(ConnectionFailed):
+    """The TLS handshake failed (an untrusted or wrong certificate, no TLS on the other side ...)."""
+
+
 class ReplyError(RedisError):
     """Redis answered with an error reply (-ERR, -NOAUTH, -WRONGPASS, -BUSYGROUP ...)."""
 
@@ -59,7 +63,11 @@ class Client:
         try:
             sock = socket.create_connection((host, port), timeout=timeout)
             if ssl_context is not None:
-                sock = ssl_context.wrap_socket(sock, server_hostname=host)
+                try:
+                    sock = ssl_context.wrap_socket(sock, server_hostname=host)
+                except (OSError, ssl.SSLError) as exc:
+                    sock.close()
+                    raise TLSFailed("TLS handshake with %s:%s failed: %s" % (host, port, exc)) from None
         except (OSError, ssl.SSLError) as exc:
             raise ConnectionFailed("Error connecting to %s:%s: %s" % (host, port, exc)) from None
         self._sock = sock

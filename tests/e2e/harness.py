@@ -123,8 +123,8 @@ class Platform:
         assert status == 200, body
         return json.loads(body)
 
-    def status(self, app, env, prefix="nocobase:"):
-        raw = self.redis().hget(prefix + "status:" + app, env)
+    def status(self, app, env, prefix="nocobase:", client=None):
+        raw = (client or self.redis()).hget(prefix + "status:" + app, env)
         return json.loads(raw) if raw else None
 
     @staticmethod

@@ -250,3 +250,49 @@ def start_standin(processes, state_dir, ports, **overrides):
                 "STANDIN_STARTUP_SECONDS": "0.2"}
     settings.update(overrides)
     return StandIn(processes, clean_env(**settings), list(ports))
+
+
+def make_tls_pair(directory, names, prefix="server"):
+    """A small CA and a certificate it signed for `names` (DNS names or IPv4 addresses), as PEM files
+    <prefix>-ca.crt, <prefix>.crt and <prefix>.key (mode 0600) in `directory`; returns their paths."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def name(common_name):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(name(prefix + " test CA")).issuer_name(name(prefix + " test CA"))
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=2))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    alt_names = []
+    for item in names:
+        try:
+            alt_names.append(x509.IPAddress(ipaddress.ip_address(item)))
+        except ValueError:
+            alt_names.append(x509.DNSName(item))
+    cert = (x509.CertificateBuilder().subject_name(name(names[0])).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    directory = Path(directory)
+    paths = {"ca": directory / (prefix + "-ca.crt"), "cert": directory / (prefix + ".crt"), "key": directory / (prefix + ".key")}
+    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths["key"].touch(mode=0o600)
+    paths["key"].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+    return paths

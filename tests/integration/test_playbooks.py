@@ -16,8 +16,8 @@ def ansible_playbook(playbook, extra_vars, **kwargs):
                ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false")
     args = [str(Path(sys.executable).with_name("ansible-playbook")), str(PLAYBOOKS / playbook),
             "-e", "ansible_python_interpreter=" + sys.executable]
-    for key, value in extra_vars.items():
-        args += ["-e", "%s=%s" % (key, value)]
+    for key, value in extra_vars.items():  # key "@": value is a file of variables
+        args += ["-e", "@%s" % value if key == "@" else "%s=%s" % (key, value)]
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=300, check=False, **kwargs)
 
 

@@ -107,6 +107,12 @@ class Settings:
         self.redis_url = _read(env, "AGENT_REDIS_URL", secret=True)
         if urlsplit(self.redis_url).scheme not in ("redis", "rediss", "unix"):
             raise ConfigError("AGENT_REDIS_URL must be a redis://, rediss:// or unix:// URL")
+        # The CA that signed Redis's certificate, for a rediss:// URL (else the system's CAs).
+        self.redis_tls_ca_file = env.get("AGENT_REDIS_TLS_CA_FILE") or None
+        if self.redis_tls_ca_file and urlsplit(self.redis_url).scheme != "rediss":
+            raise ConfigError("AGENT_REDIS_TLS_CA_FILE is set, but AGENT_REDIS_URL is not a rediss:// URL")
+        if self.redis_tls_ca_file and not os.access(self.redis_tls_ca_file, os.R_OK):
+            raise ConfigError("AGENT_REDIS_TLS_CA_FILE: cannot read %s" % self.redis_tls_ca_file)
         self.nocobase_url = env.get("AGENT_NOCOBASE_URL", "")
         if urlsplit(self.nocobase_url).scheme not in ("http", "https"):
             raise ConfigError("AGENT_NOCOBASE_URL must be the worker's http:// URL, got %r" % self.nocobase_url[:80])
@@ -168,8 +174,9 @@ class Agent:
     def __init__(self, settings, client=None, api=None):
         self.settings = settings
         s = settings
+        tls = {"ssl_ca_certs": s.redis_tls_ca_file} if s.redis_tls_ca_file else {}
         self.client = client or redis.Redis.from_url(s.redis_url, decode_responses=True, socket_connect_timeout=5,
-                                                     socket_timeout=15, health_check_interval=30)
+                                                     socket_timeout=15, health_check_interval=30, **tls)
         self.api = api or NocoBase(s.nocobase_url, s.root_account, s.root_password, timeout=s.http_timeout)
         self.keys = Keyspace(s.key_prefix)
         self.stop_event = threading.Event()

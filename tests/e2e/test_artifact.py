@@ -14,7 +14,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from test_platform import Platform, recap_changed
+from harness import Platform, recap_changed
 
 from conftest import REPO
 

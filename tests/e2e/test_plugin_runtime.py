@@ -12,7 +12,7 @@ import json
 import pytest
 import yaml
 from ansible_collections.nocobase.multienv.plugins.module_utils._redis_acl import user_password
-from test_platform import Platform
+from harness import Platform
 
 SEED_ENV = {
     "supervisor": {"APP_MODE": "supervisor", "APP_DISCOVERY_ADAPTER": "remote", "APP_PROCESS_ADAPTER": "remote",

@@ -15,7 +15,7 @@ from datetime import datetime
 
 import pytest
 import yaml
-from test_platform import Platform, recap_changed
+from harness import Platform, recap_changed
 
 from conftest import REPO
 

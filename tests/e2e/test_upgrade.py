@@ -103,8 +103,19 @@ def test_an_upgrade_without_a_recent_backup_is_refused_before_anything_changes(p
     assert through_proxy(platform) == {"crm": 200, "hr": 200}  # no maintenance page either
 
 
-def test_the_supervisor_then_each_worker_is_replaced_and_checked_before_the_next(platform):
+def test_check_mode_predicts_the_upgrade_and_changes_nothing(platform):
     platform.playbook("backup.yml")
+    before = {name: inspect(platform, container)["Id"] for name, container in nodes(platform).items()}
+    result = upgrade(platform, "new", "--check")
+    output = " ".join(result.stdout.split())
+    assert "Replacing, in this order: %s;" % ", ".join(nodes(platform).values()) in output
+    predicted = recap_changed(result.stdout)
+    assert predicted["supervisor"] > 0 and predicted["worker_a"] > 0 and predicted["worker_b"] > 0, predicted
+    assert {name: inspect(platform, container)["Id"] for name, container in nodes(platform).items()} == before
+    assert through_proxy(platform) == {"crm": 200, "hr": 200}
+
+
+def test_the_supervisor_then_each_worker_is_replaced_and_checked_before_the_next(platform):
     with ProxyWatch(platform) as watch:
         result = upgrade(platform, "new")
     assert "Replacing, in this order: %s;" % ", ".join(nodes(platform).values()) in " ".join(result.stdout.split())

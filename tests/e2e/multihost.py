@@ -14,19 +14,17 @@ hierarchies writable for dockerd.
 """
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
-from harness import STANDIN_IMAGE
+from harness import STANDIN_IMAGE, run_playbook
 from helpers import wait_for
 
-from conftest import COLLECTIONS_PATH, REPO
+from conftest import REPO
 
 HOST_IMAGE = "nocobase-multienv/docker-host:offline"
 LABEL = "org.nocobase-multienv.test"
@@ -89,7 +87,7 @@ class DockerHosts:
         for host in self.hosts:
             self.addresses[host] = docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
                                           host).stdout.strip()
-            docker("exec", "-i", host, "sh", "-c", "umask 077; cat > /root/.ssh/authorized_keys",
+            docker("exec", "-i", host, "sh", "-c", "umask 077; mkdir -p /root/.ssh; cat > /root/.ssh/authorized_keys",
                    input=(self.root / "id_ed25519.pub").read_text())
         for host in self.hosts:
             wait_for(lambda host=host: docker("exec", host, "docker", "info", check=False, timeout=20).returncode == 0,
@@ -151,12 +149,12 @@ class MultiHostPlatform:
         self.worker_state = {"worker_a": "present", "worker_b": "present"}
 
     def write_inventory(self):
+        # Only where each host is: the cross-host addresses (published ports, Redis and PostgreSQL for
+        # the nodes and the controller, the workers' URLs) are derived from ansible_host.
         workers = {}
         for host, (environment, address) in self.workers.items():
-            url = "http://%s:%d" % (address, self.PORTS["worker"])
             workers[host] = {"ansible_host": address, "worker_environment": environment,
-                             "worker_state": self.worker_state[host], "worker_published_port": self.PORTS["worker"],
-                             "worker_url": url, "worker_proxy_url": url}
+                             "worker_state": self.worker_state[host], "worker_published_port": self.PORTS["worker"]}
         hosts = {"all": {"children": {
             "nocobase_redis": {"hosts": {"redis": {"ansible_host": self.data}}},
             "nocobase_postgres": {"hosts": {"postgres": {"ansible_host": self.data,
@@ -181,15 +179,7 @@ class MultiHostPlatform:
             "nocobase_platform": self.name,
             "nocobase_image": STANDIN_IMAGE,
             "nocobase_secrets_dir": str(self.secrets),
-            # Each host publishes its nodes on its own address on the hosts' network.
-            "nocobase_published_address": "{{ ansible_host }}",
-            # Redis and PostgreSQL on host 1's address: the nodes, the agents and the controller reach them there.
             "nocobase_redis_published_port": self.PORTS["redis"],
-            "redis_published_address": self.data,
-            "nocobase_redis_host": self.data,
-            "nocobase_control_redis_host": self.data,
-            "postgres_published_address": self.data,
-            "nocobase_postgres_host": self.data,
             "nocobase_stale_after": 8,
             "nocobase_teardown_volumes": True,
             "nocobase_teardown_secrets": True,
@@ -203,15 +193,7 @@ class MultiHostPlatform:
 
     def playbook(self, playbook, *args, check=True, timeout=900):
         self.write_inventory()
-        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_PATH, ANSIBLE_NOCOLOR="1",
-                   ANSIBLE_FORCE_COLOR="0", ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_HOST_KEY_CHECKING="0")
-        command = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(self.inventory),
-                   str(REPO / "playbooks" / playbook), *args]
-        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, check=False)
-        if check and result.returncode != 0:
-            raise AssertionError("%s failed (rc %d):\n%s\n%s"
-                                 % (playbook, result.returncode, result.stdout[-8000:], result.stderr[-3000:]))
-        return result
+        return run_playbook([self.inventory], playbook, *args, check=check, timeout=timeout)
 
     @property
     def redis_password(self):

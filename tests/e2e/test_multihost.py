@@ -88,7 +88,14 @@ def test_a_platform_over_four_docker_hosts_deploys_reruns_unchanged_scales_down_
                               decode_responses=True, socket_timeout=10)
         records = {env: json.loads(record) for env, record in control.hgetall("nocobase:environments").items()}
         assert sorted(records) == ["env_a", "env_b"]
-        assert records["env_b"]["proxyUrl"] == "http://%s:%d" % (platform.dock_b, platform.PORTS["worker"])
+        # Derived from ansible_host: the worker's URLs, and Redis and PostgreSQL on host 1's address.
+        worker_b = "http://%s:%d" % (platform.dock_b, platform.PORTS["worker"])
+        assert (records["env_b"]["url"], records["env_b"]["proxyUrl"]) == (worker_b, worker_b)
+        node_env = hosts.inner(dock_b, "inspect", "-f", "{{json .Config.Env}}", "%s-worker-env_b" % name).stdout
+        assert '"DB_HOST=%s"' % platform.data in node_env and '"DB_PORT=5432"' in node_env
+        agent_url = hosts.inner(dock_b, "exec", "%s-agent-env_b" % name, "cat",
+                                "/opt/nocobase-agent/secrets/redis_url").stdout
+        assert agent_url.endswith("@%s:%d/0" % (platform.data, platform.PORTS["redis"])), "agent's Redis address"
 
         # A second run changes nothing on any host.
         started = time.monotonic()

@@ -19,9 +19,10 @@ for arg in "$@"; do
 done
 
 # Debian packages: redis-server (the module tests' real Redis), mmdebstrap (offline images),
-# git (sanity copies the tracked tree), python3-venv.
+# git (sanity copies the tracked tree), openssh-client (the multi-host tests reach their Docker
+# hosts over SSH), python3-venv.
 missing=()
-for pair in redis-server:redis-server mmdebstrap:mmdebstrap git:git curl:curl; do
+for pair in redis-server:redis-server mmdebstrap:mmdebstrap git:git curl:curl ssh:openssh-client ssh-keygen:openssh-client; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair##*:}")
 done
 python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
@@ -59,5 +60,6 @@ mkdir -p "$(dirname "$link")"
 bash tools/docker-engine.sh
 if $offline_images; then
   bash tools/offline-images.sh
+  bash tools/docker-host-image.sh  # the multi-host tests' Docker hosts (dockerd and sshd)
   bash tools/nocobase-image.sh  # real NocoBase from the npm registry (cached by recipe hash)
 fi

@@ -14,6 +14,7 @@ from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.nocobase.multienv.plugins.module_utils._platform import (
+    ADDRESS_VARIABLES,
     ENDPOINT_VARIABLES,
     NODE_VARIABLES,
     build,
@@ -29,6 +30,7 @@ SETTINGS = (
     "nocobase_public_hostname", "nocobase_redis_published_port", "nocobase_db_user", "nocobase_key_prefix",
     "nocobase_image_pull", "nocobase_extra_env", "nocobase_redis_host", "nocobase_postgres_host",
     "nocobase_control_redis_url", "nocobase_root_email", "nocobase_root_username", "nocobase_agent_image",
+    "nocobase_redis_port", "nocobase_postgres_port", "nocobase_control_redis_host",
 )
 ROLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "roles")
 
@@ -54,7 +56,8 @@ class ActionModule(ActionBase):
         for host in {host for members in groups.values() for host in members}:
             host_vars = task_vars["hostvars"][host]
             hosts.setdefault(host, {}).update(
-                {name: self._templar.template(host_vars[name]) for name in ENDPOINT_VARIABLES if name in host_vars})
+                {name: self._templar.template(host_vars[name]) for name in ENDPOINT_VARIABLES + ADDRESS_VARIABLES
+                 if name in host_vars})
         model = build(settings, groups, hosts)
         errors = []
         if args["check"]:

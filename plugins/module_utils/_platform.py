@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from urllib.parse import urlsplit
 
 from ansible.module_utils.parsing.convert_bool import boolean
 
@@ -28,12 +30,17 @@ NODE_VARIABLES = {
     "nocobase_workers": ("worker", ("worker_environment", "worker_state", "worker_database", "worker_published_port",
                                     "worker_container_port", "worker_url", "worker_proxy_url", "worker_extra_env",
                                     "worker_remove_volumes", "worker_image")),
-    "nocobase_redis": ("redis", ("redis_image",)),
-    "nocobase_postgres": ("postgres", ("postgres_published_port", "postgres_image", "postgres_superuser")),
+    "nocobase_redis": ("redis", ("redis_image", "redis_published_address")),
+    "nocobase_postgres": ("postgres", ("postgres_published_port", "postgres_published_address", "postgres_image",
+                                       "postgres_superuser")),
     "nocobase_proxy": ("proxy", ("proxy_config_dir", "proxy_image")),
 }
 # Where a host's Docker engine is: these decide which hosts share one.
 ENDPOINT_VARIABLES = ("nocobase_docker_endpoint", "ansible_connection", "ansible_host")
+# Where the other Docker hosts reach a host, and where its ports are published (set per host, or
+# derived: see addresses()).
+ADDRESS_VARIABLES = ("nocobase_advertise_address", "nocobase_published_address")
+_WILDCARDS = ("0.0.0.0", "::")
 
 _PLATFORM_NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 _DOCKER_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
@@ -82,6 +89,42 @@ def endpoint(host, variables):
     return str(variables.get("ansible_host") or host)
 
 
+def advertise_address(host, variables):
+    """The address the other Docker hosts reach a host at: nocobase_advertise_address, else
+    ansible_host (or the inventory name) of a host reached over a connection, else 127.0.0.1."""
+    if not _unset(variables.get("nocobase_advertise_address")):
+        return str(variables["nocobase_advertise_address"])
+    if variables.get("ansible_connection") == "local":
+        return "127.0.0.1"
+    return str(variables.get("ansible_host") or host)
+
+
+def is_loopback(hostname):
+    """Whether a host name or address names this machine only (so cannot cross hosts)."""
+    name = str(hostname or "").strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_ip(text):
+    try:
+        ipaddress.ip_address(str(text))
+        return True
+    except ValueError:
+        return False
+
+
+def _url_host(url):
+    try:
+        return urlsplit(url).hostname
+    except ValueError:
+        return None
+
+
 def _port_suffix(port, default):
     return "" if str(port) == str(default) else ":%s" % port
 
@@ -93,6 +136,21 @@ def build(settings, groups, hosts):
     -> its node variables (NODE_VARIABLES, defaults already applied) and ENDPOINT_VARIABLES.
     """
     prefix = settings["nocobase_container_prefix"]
+    endpoints, addresses, published_addresses = {}, {}, {}
+    for group in sorted(groups):
+        if group.startswith("nocobase_"):
+            for host in groups[group]:
+                endpoints[host] = endpoint(host, hosts[host])
+                addresses[host] = advertise_address(host, hosts[host])
+    # Several Docker engines: ports are published on each host's advertise address (which the other
+    # hosts reach), else on the loopback interface; nocobase_published_address of a host overrides.
+    multihost = len(set(endpoints.values())) > 1
+    for host in endpoints:
+        explicit = hosts[host].get("nocobase_published_address")
+        published_addresses[host] = (str(explicit) if not _unset(explicit)
+                                     else addresses[host] if multihost else "127.0.0.1")
+    consumers = {endpoints[host] for group in ("nocobase_supervisor", "nocobase_proxy")
+                 for host in groups.get(group, [])}
     workers = []
     for host in groups.get("nocobase_workers", []):
         hv = hosts[host]
@@ -101,13 +159,18 @@ def build(settings, groups, hosts):
         container = "%s-worker-%s" % (prefix, name)
         port = hv.get("worker_published_port")
         container_port = hv.get("worker_container_port")
+        crosses = bool(consumers - {endpoints[host]})  # the supervisor or the proxy is on another engine
         url = hv.get("worker_url")
-        if _unset(url):
-            url = None if port is None else "http://%s:%s" % (settings["nocobase_public_hostname"], port)
+        if _unset(url) and port is not None:
+            public = settings["nocobase_public_hostname"]
+            url = "http://%s:%s" % (addresses[host] if multihost and is_loopback(public) else public, port)
         proxy_url = hv.get("worker_proxy_url")
         proxy_url_set = not _unset(proxy_url)
         if not proxy_url_set:
-            proxy_url = "http://%s%s" % (container, _port_suffix(container_port, 80))
+            if crosses and port is not None:  # through its published port, at its host's address
+                proxy_url = "http://%s:%s" % (addresses[host], port)
+            else:
+                proxy_url = "http://%s%s" % (container, _port_suffix(container_port, 80))
         workers.append({
             "host": host,
             "environment": environment,
@@ -118,6 +181,7 @@ def build(settings, groups, hosts):
             "url": url,
             "proxy_url": proxy_url,
             "proxy_url_set": proxy_url_set,
+            "crosses": crosses,
             "container": container,
             "image": hv.get("worker_image"),
             "agent_container": "%s-agent-%s" % (prefix, name),
@@ -143,11 +207,6 @@ def build(settings, groups, hosts):
             "endpoint": endpoint(host, hv),
             "extra_env": hv.get("supervisor_extra_env"),
         }
-    endpoints = {}
-    for group in sorted(groups):
-        if group.startswith("nocobase_"):
-            for host in groups[group]:
-                endpoints[host] = endpoint(host, hosts[host])
     redis_hosts = list(groups.get("nocobase_redis", []))
     postgres_hosts = list(groups.get("nocobase_postgres", []))
     proxy_hosts = list(groups.get("nocobase_proxy", []))
@@ -155,33 +214,59 @@ def build(settings, groups, hosts):
     images = {str(hosts[host][name]) for group, (dummy, names) in NODE_VARIABLES.items() for host in groups.get(group, [])
               for name in names if name.endswith("_image") and not _unset(hosts[host].get(name))}
     images.add(str(settings["nocobase_agent_image"]))
+    nodes = ([supervisor] if supervisor else []) + [w for w in workers if w["state"] != "absent"]
+    redis = _service(settings, hosts, redis_hosts, "redis", settings["nocobase_redis_published_port"], nodes,
+                     endpoints, addresses, published_addresses)
+    postgres = _service(settings, hosts, postgres_hosts, "postgres",
+                        hosts[postgres_hosts[0]].get("postgres_published_port") if postgres_hosts else None, nodes,
+                        endpoints, addresses, published_addresses)
+    # Redis as the control-plane modules reach it (nocobase_control_redis_host, else where it is published).
+    control = settings.get("nocobase_control_redis_host")
+    if _unset(control):
+        control = "127.0.0.1"
+        if redis_hosts and (multihost or not _unset(hosts[redis_hosts[0]].get("redis_published_address"))):
+            bound = redis["published_address"]
+            control = addresses[redis_hosts[0]] if bound in _WILDCARDS else bound
+    redis["control_host"] = str(control)
     return {
         "platform": settings["nocobase_platform"],
         "endpoints": endpoints,
+        "addresses": addresses,
+        "published_addresses": published_addresses,
+        "multihost": multihost,
         "images": sorted(images),
         "supervisor": supervisor,
         "supervisor_hosts": supervisor_hosts,
         "workers": workers,
-        "nodes": ([supervisor] if supervisor else []) + [w for w in workers if w["state"] != "absent"],
-        "redis": {
-            "hosts": redis_hosts,
-            "endpoint": endpoints[redis_hosts[0]] if redis_hosts else None,
-            "published_port": settings["nocobase_redis_published_port"],
-            "container": prefix + "-redis",
-        },
-        "postgres": {
-            "hosts": postgres_hosts,
-            "endpoint": endpoints[postgres_hosts[0]] if postgres_hosts else None,
-            "published_port": hosts[postgres_hosts[0]].get("postgres_published_port") if postgres_hosts else None,
-            "superuser": hosts[postgres_hosts[0]].get("postgres_superuser") if postgres_hosts else None,
-            "container": prefix + "-postgres",
-        },
+        "nodes": nodes,
+        "redis": redis,
+        "postgres": dict(postgres, superuser=hosts[postgres_hosts[0]].get("postgres_superuser") if postgres_hosts else None),
         "proxy": {
             "hosts": proxy_hosts,
             "config_dir": hosts[proxy_hosts[0]].get("proxy_config_dir") if proxy_hosts else None,
             "container": prefix + "-proxy",
         },
     }
+
+
+def _service(settings, hosts, service_hosts, name, published_port, nodes, endpoints, addresses, published_addresses):
+    """Redis or PostgreSQL: where it is published, and where the NocoBase containers reach it."""
+    container = "%s-%s" % (settings["nocobase_container_prefix"], name)
+    service = {"hosts": service_hosts, "endpoint": None, "published_port": published_port, "container": container,
+               "published_address": None, "crosses": False,
+               "node_host": settings["nocobase_%s_host" % name], "node_port": settings.get("nocobase_%s_port" % name)}
+    if not service_hosts:
+        return service
+    host = service_hosts[0]
+    explicit = hosts[host].get("%s_published_address" % name)
+    service.update(endpoint=endpoints[host],
+                   published_address=str(explicit) if not _unset(explicit) else published_addresses[host],
+                   crosses=any(node["endpoint"] != endpoints[host] for node in nodes))
+    # Nodes on other engines cannot resolve the container's name: left at the default, they reach
+    # the service at its host's advertise address, on its published port.
+    if service["crosses"] and service["node_host"] == container and published_port is not None:
+        service.update(node_host=addresses[host], node_port=published_port)
+    return service
 
 
 def present_workers(model):
@@ -260,10 +345,18 @@ def preflight(settings, model):
         if not _fullmatch(_URL_RE, worker["proxy_url"]):
             errors.append("worker_proxy_url %r%s is not an absolute http:// or https:// URL"
                           % (worker["proxy_url"], where))
-        elif supervisor and not worker["proxy_url_set"] and worker["endpoint"] != supervisor["endpoint"]:
+        elif worker["crosses"] and not worker["proxy_url_set"] and worker["published_port"] is None:
             errors.append("worker_proxy_url%s must be set: the worker runs on another Docker host (%s) than the "
-                          "supervisor (%s), which cannot resolve its container name"
-                          % (where, worker["endpoint"], supervisor["endpoint"]))
+                          "supervisor or the proxy, which cannot resolve its container name, and it publishes no "
+                          "port (worker_published_port) to derive it from" % (where, worker["endpoint"]))
+        elif worker["crosses"] and is_loopback(_url_host(worker["proxy_url"])):
+            errors.append("worker_proxy_url %r%s names this machine only, but the supervisor or the proxy runs on "
+                          "another Docker host: use an address of %s that they reach (nocobase_advertise_address)"
+                          % (worker["proxy_url"], where, worker["host"]))
+        if worker["crosses"] and not _unset(worker["url"]) and is_loopback(_url_host(worker["url"])):
+            errors.append("worker_url %r%s names this machine only, but the supervisor runs on another Docker host: "
+                          "use a name or address of %s that they reach (nocobase_public_hostname, "
+                          "nocobase_advertise_address)" % (worker["url"], where, worker["host"]))
 
     reported = set()
     for name, var in databases:
@@ -289,11 +382,31 @@ def preflight(settings, model):
         else:
             published[key] = var
 
-    node_endpoints = {node["endpoint"] for node in model["nodes"]}
-    for service, var, label in ((redis, "nocobase_redis_host", "Redis"), (postgres, "nocobase_postgres_host", "PostgreSQL")):
-        if service["endpoint"] is not None and s[var] == service["container"] and node_endpoints - {service["endpoint"]}:
-            errors.append("%s must be set to an address of the %s host: some NocoBase nodes run on other Docker hosts "
-                          "than %s (%s) and cannot resolve its container name" % (var, label, label, service["endpoint"]))
+    for service, var, label, port_var in (
+            (redis, "nocobase_redis_host", "Redis", "nocobase_redis_published_port"),
+            (postgres, "nocobase_postgres_host", "PostgreSQL", "postgres_published_port")):
+        if not service["crosses"]:
+            continue
+        if service["node_host"] == service["container"]:
+            errors.append("%s is not published (%s) and some NocoBase nodes run on other Docker hosts than %s (%s), "
+                          "which cannot resolve its container name: publish it, or set %s to an address of the %s "
+                          "host" % (label, port_var, label, service["endpoint"], var, label))
+        elif is_loopback(service["node_host"]):
+            errors.append("%s %r names this machine only, but some NocoBase nodes run on other Docker hosts than %s "
+                          "(%s): use an address of the %s host that they reach" % (
+                              var, service["node_host"], label, service["endpoint"], label))
+        elif is_loopback(service["published_address"]):
+            errors.append("%s is published on %s of %s only, but some NocoBase nodes run on other Docker hosts: set "
+                          "nocobase_advertise_address of %s to an address they reach (or %s_published_address)" % (
+                              label, service["published_address"], service["hosts"][0], service["hosts"][0],
+                              label.lower().replace("postgresql", "postgres")))
+    publishing = set(model["proxy"]["hosts"][:1]) | {node["host"] for node in model["nodes"] if node["published_port"] is not None}
+    publishing |= {service["hosts"][0] for service in (redis, postgres) if service["hosts"] and service["published_port"] is not None}
+    for host, address in sorted(model["published_addresses"].items()):
+        if host in publishing and not _is_ip(address):
+            errors.append("%s publishes its ports on %r, which is not an IP address (Docker binds published ports "
+                          "to addresses only): set nocobase_advertise_address or nocobase_published_address of %s to "
+                          "an IP address of its host" % (host, address, host))
     if model["workers"] and _unset(s["nocobase_control_redis_url"]) and s["nocobase_redis_published_port"] is None:
         errors.append("nocobase_control_redis_url is not set and Redis is not published (nocobase_redis_published_port): "
                       "the worker role needs to reach Redis from nocobase_control_host to register environments")

@@ -70,16 +70,8 @@ class Platform:
             (host_vars / (host + ".yml")).write_text(yaml.safe_dump({"worker_published_port": self.ports[env]}))
 
     def playbook(self, playbook, *args, check=True, timeout=900, overlay=None):
-        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_PATH, ANSIBLE_NOCOLOR="1",
-                   ANSIBLE_FORCE_COLOR="0", ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
-        command = [str(Path(sys.executable).with_name("ansible-playbook")),
-                   "-i", str(REPO / "inventories" / "offline"), "-i", str(overlay or self.overlay),
-                   str(REPO / "playbooks" / playbook), *args]
-        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, check=False)
-        if check and result.returncode != 0:
-            raise AssertionError("%s failed (rc %d):\n%s\n%s"
-                                 % (playbook, result.returncode, result.stdout[-8000:], result.stderr[-3000:]))
-        return result
+        return run_playbook([REPO / "inventories" / "offline", overlay or self.overlay], playbook, *args,
+                            check=check, timeout=timeout)
 
     @property
     def redis_password(self):
@@ -130,6 +122,21 @@ class Platform:
     @staticmethod
     def wait(predicate, timeout=60, what="condition"):
         return wait_for(predicate, timeout=timeout, interval=0.25, what=what)
+
+
+def run_playbook(inventories, playbook, *args, check=True, timeout=900):
+    """ansible-playbook of this checkout's playbooks/`playbook` over the inventories, output captured."""
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_PATH, ANSIBLE_NOCOLOR="1",
+               ANSIBLE_FORCE_COLOR="0", ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
+    command = [str(Path(sys.executable).with_name("ansible-playbook"))]
+    for inventory in inventories:
+        command += ["-i", str(inventory)]
+    command += [str(REPO / "playbooks" / playbook), *args]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError("%s failed (rc %d):\n%s\n%s"
+                             % (playbook, result.returncode, result.stdout[-8000:], result.stderr[-3000:]))
+    return result
 
 
 def recap_changed(output):

@@ -14,7 +14,8 @@ SETTINGS = {
     "nocobase_image_pull": "missing", "nocobase_extra_env": {}, "nocobase_redis_host": "nocobase-redis",
     "nocobase_postgres_host": "nocobase-postgres", "nocobase_control_redis_url": "",
     "nocobase_root_email": "root@example.com", "nocobase_root_username": "root",
-    "nocobase_agent_image": "nocobase-multienv/agent",
+    "nocobase_agent_image": "nocobase-multienv/agent", "nocobase_redis_port": 6379, "nocobase_postgres_port": 5432,
+    "nocobase_control_redis_host": "",
 }
 GROUPS = {"nocobase_redis": ["redis"], "nocobase_postgres": ["postgres"], "nocobase_supervisor": ["supervisor"],
           "nocobase_workers": ["worker_a", "worker_b"], "nocobase_proxy": ["proxy"]}
@@ -94,10 +95,11 @@ def test_the_docker_endpoint_of_a_host():
      "database 'nocobase_supervisor' is used by supervisor_database of supervisor and worker_database of worker_b"),
     ({}, {"worker_b": {"worker_database": "x; DROP"}}, "worker_database 'x; DROP' of worker_b is not a valid database name"),
     ({}, {"worker_b": {"worker_state": "gone"}}, "worker_state 'gone' of worker_b must be present or absent"),
-    ({}, {"worker_b": {"ansible_connection": "ssh", "ansible_host": "10.0.0.4"}},
+    ({}, {"worker_b": {"ansible_connection": "ssh", "ansible_host": "10.0.0.4", "worker_published_port": None,
+                       "worker_url": "http://b.example:15001"}},
      "worker_proxy_url of worker_b must be set: the worker runs on another Docker host (10.0.0.4)"),
     ({}, {"worker_b": {"ansible_connection": "ssh", "ansible_host": "10.0.0.4", "worker_proxy_url": "http://10.0.0.4:15001"}},
-     "nocobase_redis_host must be set to an address of the Redis host"),
+     "nocobase_redis_host '127.0.0.1' names this machine only, but some NocoBase nodes run on other Docker hosts"),
     ({}, {"worker_a": {"worker_extra_env": {"DB_PASSWORD": "x"}}}, "worker_extra_env of worker_a sets 'DB_PASSWORD'"),
     ({}, {"worker_a": {"worker_extra_env": {"APP_COMMAND_ADPATER": "redis"}}}, "has the misspelt key 'APP_COMMAND_ADPATER'"),
     ({}, {"worker_a": {"worker_extra_env": ["A=1"]}}, "worker_extra_env of worker_a must be a dictionary"),
@@ -154,3 +156,84 @@ def test_the_model_lists_every_image_the_platform_runs():
                                            "proxy": {"proxy_image": ""}})  # not set: not listed
     assert model["images"] == ["nocobase-multienv/agent", "nocobase/nocobase:2.2.15", "nocobase/nocobase:2.3.0",
                                "postgres:16", "redis:7"]
+
+
+# ---------------------------------------------------------------- several Docker hosts (issue 11)
+
+REMOTE = {"redis": "10.0.0.10", "postgres": "10.0.0.10", "supervisor": "10.0.0.11", "proxy": "10.0.0.11",
+          "worker_a": "10.0.0.12", "worker_b": "10.0.0.13"}
+
+
+def remote(**more):
+    """inventories/multihost's layout: every host over SSH at its ansible_host, more variables per host."""
+    hosts = {host: {"ansible_connection": "ssh", "ansible_host": address} for host, address in REMOTE.items()}
+    hosts["postgres"]["postgres_published_port"] = 5432
+    for host, variables in more.items():
+        hosts[host].update(variables)
+    return hosts
+
+
+def test_across_hosts_every_address_is_one_the_other_hosts_reach():
+    model, errors = model_and_errors(hosts=remote())
+    assert errors == []
+    assert model["multihost"] is True
+    # Ports are published on each host's own address, never on every interface.
+    assert model["published_addresses"] == REMOTE
+    env_a, env_b = model["workers"]
+    assert (env_a["url"], env_a["proxy_url"]) == ("http://10.0.0.12:15000", "http://10.0.0.12:15000")
+    assert env_b["record"] == {"name": "env_b", "url": "http://10.0.0.13:15001", "proxy_url": "http://10.0.0.13:15001"}
+    redis, postgres = model["redis"], model["postgres"]
+    assert (redis["published_address"], redis["node_host"], redis["node_port"], redis["control_host"]) == (
+        "10.0.0.10", "10.0.0.10", 16379, "10.0.0.10")
+    assert (postgres["published_address"], postgres["node_host"], postgres["node_port"]) == ("10.0.0.10", "10.0.0.10", 5432)
+
+
+def test_an_advertise_address_or_a_published_address_overrides_the_derived_ones():
+    model, errors = model_and_errors(
+        {"nocobase_public_hostname": "apps.example.com", "nocobase_control_redis_host": "redis.example.internal"},
+        remote(redis={"nocobase_advertise_address": "192.168.5.10", "nocobase_published_address": "0.0.0.0"},
+               postgres={"nocobase_advertise_address": "192.168.5.10"},
+               worker_a={"ansible_host": "dock1.example.internal", "nocobase_advertise_address": "192.168.5.12"}))
+    assert errors == []
+    assert model["published_addresses"]["redis"] == "0.0.0.0"  # asked for
+    assert model["published_addresses"]["worker_a"] == "192.168.5.12"
+    env_a = model["workers"][0]
+    assert (env_a["url"], env_a["proxy_url"]) == ("http://apps.example.com:15000", "http://192.168.5.12:15000")
+    assert (model["redis"]["node_host"], model["redis"]["control_host"]) == ("192.168.5.10", "redis.example.internal")
+    assert model["postgres"]["node_host"] == "192.168.5.10"
+
+
+def test_nodes_on_the_data_host_keep_the_container_names():
+    model, errors = model_and_errors(hosts=remote(supervisor={"ansible_host": "10.0.0.10"},
+                                                  worker_a={"ansible_host": "10.0.0.10"},
+                                                  worker_b={"ansible_host": "10.0.0.10"}))
+    assert errors == []
+    assert (model["redis"]["node_host"], model["redis"]["node_port"]) == ("nocobase-redis", 6379)
+    assert model["postgres"]["node_host"] == "nocobase-postgres"
+    assert model["workers"][0]["proxy_url"] == "http://10.0.0.10:15000"  # the proxy is on 10.0.0.11
+
+
+def test_one_engine_keeps_the_loopback_defaults():
+    model, errors = model_and_errors()
+    assert errors == [] and model["multihost"] is False
+    assert set(model["published_addresses"].values()) == {"127.0.0.1"}
+    assert (model["redis"]["node_host"], model["redis"]["control_host"]) == ("nocobase-redis", "127.0.0.1")
+
+
+@pytest.mark.parametrize("settings, hosts, expected", [
+    ({}, remote(worker_b={"worker_proxy_url": "http://127.0.0.1:15001"}),
+     "worker_proxy_url 'http://127.0.0.1:15001' of worker_b names this machine only"),
+    ({}, remote(worker_b={"worker_url": "http://localhost:15001"}),
+     "worker_url 'http://localhost:15001' of worker_b names this machine only"),
+    ({"nocobase_redis_host": "localhost"}, remote(), "nocobase_redis_host 'localhost' names this machine only"),
+    ({"nocobase_postgres_host": "127.0.0.1"}, remote(), "nocobase_postgres_host '127.0.0.1' names this machine only"),
+    ({}, remote(postgres={"postgres_published_port": None}),
+     "PostgreSQL is not published (postgres_published_port) and some NocoBase nodes run on other Docker hosts"),
+    ({}, remote(redis={"redis_published_address": "127.0.0.1"}),
+     "Redis is published on 127.0.0.1 of redis only, but some NocoBase nodes run on other Docker hosts"),
+    ({}, remote(worker_a={"ansible_host": "dock1.example.internal"}),
+     "worker_a publishes its ports on 'dock1.example.internal', which is not an IP address"),
+])
+def test_preflight_refuses_addresses_that_do_not_cross_hosts(settings, hosts, expected):
+    _model, errors = model_and_errors(settings, hosts)
+    assert any(expected in error for error in errors), errors

@@ -1,0 +1,134 @@
+"""A real multi-host deployment: the platform spread over four Docker hosts reached over SSH.
+
+Redis and PostgreSQL on host 1, the supervisor and the proxy on host 2, worker env_a on host 3 and
+env_b on host 4 (tests/e2e/multihost.py makes the hosts). One test, in the order an operator goes:
+deploy with site.yml, every app answered through the proxy by the worker of its environment, a rerun
+that changes nothing on any host, a worker host scaled down with worker_state: absent, teardown.
+"""
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+
+import redis
+from harness import recap_changed
+from helpers import wait_for
+from multihost import DockerHosts, MultiHostPlatform, host_images
+
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+APPS = [
+    {"name": "crm", "title": "CRM", "environments": ["env_a"]},
+    {"name": "hr", "title": "HR", "environments": ["env_a", "env_b"]},
+    {"name": "ops", "title": "Ops", "environments": ["env_b"]},
+]
+
+
+def _get(address, port, path):
+    try:
+        with _OPENER.open("http://%s:%d%s" % (address, port, path), timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError as exc:
+        return None, str(exc)
+
+
+def _platform_containers(hosts, host, platform):
+    listed = hosts.inner(host, "ps", "-a", "--format", "{{.Names}}", "--filter",
+                         "label=org.nocobase.multienv.platform=%s" % platform.name).stdout
+    return sorted(listed.split())
+
+
+def _platform_volumes(hosts, host, platform):
+    listed = hosts.inner(host, "volume", "ls", "-q", "--filter",
+                         "label=org.nocobase.multienv.platform=%s" % platform.name).stdout
+    return sorted(listed.split())
+
+
+def test_a_platform_over_four_docker_hosts_deploys_reruns_unchanged_scales_down_and_tears_down(tmp_path):
+    timings = {}
+    hosts = DockerHosts(tmp_path)
+    try:
+        hosts.start(host_images())
+        timings.update(hosts.timings)
+        platform = MultiHostPlatform(tmp_path, hosts, APPS)
+        data, entry, dock_a, dock_b = hosts.hosts
+        name = platform.name
+
+        started = time.monotonic()
+        platform.playbook("site.yml")
+        timings["deploy"] = time.monotonic() - started
+
+        # Each node on its own host's engine, published on that host's address only.
+        expected = {
+            data: ["%s-postgres" % name, "%s-redis" % name],
+            entry: ["%s-proxy" % name, "%s-supervisor" % name],
+            dock_a: ["%s-agent-env_a" % name, "%s-worker-env_a" % name],
+            dock_b: ["%s-agent-env_b" % name, "%s-worker-env_b" % name],
+        }
+        for host, containers in expected.items():
+            assert _platform_containers(hosts, host, platform) == containers, host
+            ports = hosts.inner(host, "ps", "--format", "{{.Ports}}").stdout
+            assert "0.0.0.0" not in ports and hosts.addresses[host] in ports, (host, ports)
+
+        # Through the proxy on host 2, each app from the worker of its environment on host 3 or 4.
+        proxy = platform.PORTS["proxy"]
+        assert _get(platform.entry, proxy, "/") == (200, "nocobase entry app\n")
+        for app, environment in (("crm", "env_a"), ("hr", "env_a"), ("ops", "env_b")):
+            status, body = _get(platform.entry, proxy, "/apps/%s/admin/" % app)
+            assert status == 200, (app, body)
+            assert body.startswith("app=%s environment=%s status=running" % (app, environment)), (app, body)
+        # hr runs in both environments: env_b's worker on host 4 serves it too.
+        status, body = _get(platform.dock_b, platform.PORTS["worker"], "/apps/hr/admin/")
+        assert status == 200 and body.startswith("app=hr environment=env_b status=running"), body
+
+        control = redis.Redis(host=platform.data, port=platform.PORTS["redis"], password=platform.redis_password,
+                              decode_responses=True, socket_timeout=10)
+        records = {env: json.loads(record) for env, record in control.hgetall("nocobase:environments").items()}
+        assert sorted(records) == ["env_a", "env_b"]
+        # Derived from ansible_host: the worker's URLs, and Redis and PostgreSQL on host 1's address.
+        worker_b = "http://%s:%d" % (platform.dock_b, platform.PORTS["worker"])
+        assert (records["env_b"]["url"], records["env_b"]["proxyUrl"]) == (worker_b, worker_b)
+        node_env = hosts.inner(dock_b, "inspect", "-f", "{{json .Config.Env}}", "%s-worker-env_b" % name).stdout
+        assert '"DB_HOST=%s"' % platform.data in node_env and '"DB_PORT=5432"' in node_env
+        agent_url = hosts.inner(dock_b, "exec", "%s-agent-env_b" % name, "cat",
+                                "/opt/nocobase-agent/secrets/redis_url").stdout
+        assert agent_url.endswith("@%s:%d/0" % (platform.data, platform.PORTS["redis"])), "agent's Redis address"
+
+        # A second run changes nothing on any host.
+        started = time.monotonic()
+        rerun = platform.playbook("site.yml")
+        timings["rerun"] = time.monotonic() - started
+        changed = recap_changed(rerun.stdout)
+        assert set(changed) >= {"redis", "postgres", "supervisor", "worker_a", "worker_b", "proxy"}, rerun.stdout[-3000:]
+        assert set(changed.values()) == {0}, rerun.stdout[-6000:]
+
+        # Host 4's worker marked absent: its containers go from host 4, its record from Redis.
+        platform.worker_state["worker_b"] = "absent"
+        started = time.monotonic()
+        platform.playbook("workers.yml")
+        timings["scale-down"] = time.monotonic() - started
+        assert _platform_containers(hosts, dock_b, platform) == []
+        assert sorted(control.hgetall("nocobase:environments")) == ["env_a"]
+        assert _platform_containers(hosts, dock_a, platform) == expected[dock_a]
+        wait_for(lambda: _get(platform.entry, proxy, "/apps/crm/admin/")[0] == 200, timeout=30, interval=0.5,
+                 what="crm still served through the proxy")
+        control.close()
+
+        # Teardown with the volumes: nothing of the platform on any host.
+        started = time.monotonic()
+        platform.playbook("teardown.yml")
+        timings["teardown"] = time.monotonic() - started
+        for host in hosts.hosts:
+            assert _platform_containers(hosts, host, platform) == [], host
+            assert _platform_volumes(hosts, host, platform) == [], host
+            networks = hosts.inner(host, "network", "ls", "--format", "{{.Name}}").stdout.split()
+            assert not [network for network in networks if network.startswith(name)], (host, networks)
+        assert not platform.secrets.exists()
+    finally:
+        started = time.monotonic()
+        hosts.remove()
+        timings["remove hosts"] = time.monotonic() - started
+        print("multi-host timings: " + ", ".join("%s %.1fs" % item for item in timings.items()))

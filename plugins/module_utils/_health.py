@@ -75,11 +75,17 @@ def _info(url, request_timeout):
     return (data if isinstance(data, dict) else None), describe(status, body)
 
 
-def node_version(base_url, request_timeout):
-    """The version a node reports on app:getInfo, when it is one (a node's answer is not trusted)."""
-    data, _answer = _info(base_url.rstrip("/") + "/api/app:getInfo", request_timeout)
-    version = (data or {}).get("version")
-    return version if is_version(version) else None
+def wait_version(base_url, timeout, interval, request_timeout):
+    """Poll until the node reports a version on app:getInfo (a node's answer is not trusted: it must
+    be one). Returns (version or None, description of the last answer, elapsed seconds)."""
+    started = time.monotonic()
+    while True:
+        data, answer = _info(base_url.rstrip("/") + "/api/app:getInfo", request_timeout)
+        version = (data or {}).get("version")
+        elapsed = time.monotonic() - started
+        if is_version(version) or elapsed + interval > timeout:
+            return (version if is_version(version) else None), answer, round(elapsed, 1)
+        time.sleep(interval)
 
 
 def wait_apps_answer(base_url, apps, timeout, interval, request_timeout):

@@ -110,12 +110,18 @@ def is_loopback(hostname):
         return False
 
 
-def _is_ip(text):
+def _is_ipv4(text):
+    """IPv4 only: addresses go into URLs and Docker port specs unbracketed."""
     try:
-        ipaddress.ip_address(str(text))
+        ipaddress.IPv4Address(str(text))
         return True
     except ValueError:
         return False
+
+
+def reach(advertised, bound):
+    """Where other hosts reach a port bound to `bound` on a host they reach at `advertised`."""
+    return advertised if bound in _WILDCARDS else bound
 
 
 def _url_host(url):
@@ -161,14 +167,15 @@ def build(settings, groups, hosts):
         container_port = hv.get("worker_container_port")
         crosses = bool(consumers - {endpoints[host]})  # the supervisor or the proxy is on another engine
         url = hv.get("worker_url")
+        reached_at = reach(addresses[host], published_addresses[host])  # its published ports, from other hosts
         if _unset(url) and port is not None:
             public = settings["nocobase_public_hostname"]
-            url = "http://%s:%s" % (addresses[host] if multihost and is_loopback(public) else public, port)
+            url = "http://%s:%s" % (reached_at if multihost and is_loopback(public) else public, port)
         proxy_url = hv.get("worker_proxy_url")
         proxy_url_set = not _unset(proxy_url)
         if not proxy_url_set:
             if crosses and port is not None:  # through its published port, at its host's address
-                proxy_url = "http://%s:%s" % (addresses[host], port)
+                proxy_url = "http://%s:%s" % (reached_at, port)
             else:
                 proxy_url = "http://%s%s" % (container, _port_suffix(container_port, 80))
         workers.append({
@@ -196,11 +203,19 @@ def build(settings, groups, hosts):
     if supervisor_hosts:
         host = supervisor_hosts[0]
         hv = hosts[host]
+        port = hv.get("supervisor_published_port")
+        proxy_endpoints = {endpoints[proxy] for proxy in groups.get("nocobase_proxy", [])}
+        crosses = bool(proxy_endpoints - {endpoints[host]})  # the proxy is on another engine
         supervisor = {
             "host": host,
             "database": hv.get("supervisor_database"),
-            "published_port": hv.get("supervisor_published_port"),
+            "published_port": port,
             "container_port": hv.get("supervisor_container_port"),
+            # Where the proxy sends what is not an app's: by name on its engine, else its published port.
+            "proxy_url": ("http://%s:%s" % (reach(addresses[host], published_addresses[host]), port)
+                          if crosses and port is not None else
+                          "http://%s-supervisor:%s" % (prefix, hv.get("supervisor_container_port"))),
+            "crosses": crosses,
             "container": prefix + "-supervisor",
             "image": hv.get("supervisor_image"),
             "volume": prefix + "-supervisor-storage",
@@ -216,17 +231,14 @@ def build(settings, groups, hosts):
     images.add(str(settings["nocobase_agent_image"]))
     nodes = ([supervisor] if supervisor else []) + [w for w in workers if w["state"] != "absent"]
     redis = _service(settings, hosts, redis_hosts, "redis", settings["nocobase_redis_published_port"], nodes,
-                     endpoints, addresses, published_addresses)
+                     endpoints, addresses, published_addresses, multihost)
     postgres = _service(settings, hosts, postgres_hosts, "postgres",
                         hosts[postgres_hosts[0]].get("postgres_published_port") if postgres_hosts else None, nodes,
-                        endpoints, addresses, published_addresses)
+                        endpoints, addresses, published_addresses, multihost)
     # Redis as the control-plane modules reach it (nocobase_control_redis_host, else where it is published).
     control = settings.get("nocobase_control_redis_host")
     if _unset(control):
-        control = "127.0.0.1"
-        if redis_hosts and (multihost or not _unset(hosts[redis_hosts[0]].get("redis_published_address"))):
-            bound = redis["published_address"]
-            control = addresses[redis_hosts[0]] if bound in _WILDCARDS else bound
+        control = reach(addresses[redis_hosts[0]], redis["published_address"]) if redis_hosts else "127.0.0.1"
     redis["control_host"] = str(control)
     return {
         "platform": settings["nocobase_platform"],
@@ -249,7 +261,8 @@ def build(settings, groups, hosts):
     }
 
 
-def _service(settings, hosts, service_hosts, name, published_port, nodes, endpoints, addresses, published_addresses):
+def _service(settings, hosts, service_hosts, name, published_port, nodes, endpoints, addresses, published_addresses,
+             multihost):
     """Redis or PostgreSQL: where it is published, and where the NocoBase containers reach it."""
     container = "%s-%s" % (settings["nocobase_container_prefix"], name)
     service = {"hosts": service_hosts, "endpoint": None, "published_port": published_port, "container": container,
@@ -259,13 +272,16 @@ def _service(settings, hosts, service_hosts, name, published_port, nodes, endpoi
         return service
     host = service_hosts[0]
     explicit = hosts[host].get("%s_published_address" % name)
+    # Left unset: on one Docker engine the loopback interface, whatever the nodes publish on (nothing
+    # outside the host needs Redis or PostgreSQL); across engines where the host publishes its ports.
     service.update(endpoint=endpoints[host],
-                   published_address=str(explicit) if not _unset(explicit) else published_addresses[host],
+                   published_address=(str(explicit) if not _unset(explicit)
+                                      else published_addresses[host] if multihost else "127.0.0.1"),
                    crosses=any(node["endpoint"] != endpoints[host] for node in nodes))
     # Nodes on other engines cannot resolve the container's name: left at the default, they reach
     # the service at its host's advertise address, on its published port.
     if service["crosses"] and service["node_host"] == container and published_port is not None:
-        service.update(node_host=addresses[host], node_port=published_port)
+        service.update(node_host=reach(addresses[host], service["published_address"]), node_port=published_port)
     return service
 
 
@@ -358,6 +374,17 @@ def preflight(settings, model):
                           "use a name or address of %s that they reach (nocobase_public_hostname, "
                           "nocobase_advertise_address)" % (worker["url"], where, worker["host"]))
 
+    supervisor = model["supervisor"]
+    if supervisor and supervisor["crosses"]:
+        if supervisor["published_port"] is None:
+            errors.append("supervisor_published_port must be set: the proxy runs on another Docker host than the "
+                          "supervisor (%s), and reaches it only at a published port" % supervisor["endpoint"])
+        elif is_loopback(_url_host(supervisor["proxy_url"])):
+            errors.append("the supervisor publishes its port on %s of %s only, but the proxy runs on another Docker "
+                          "host: set nocobase_advertise_address of %s to an address the proxy reaches (or "
+                          "nocobase_published_address)" % (_url_host(supervisor["proxy_url"]), supervisor["host"],
+                                                            supervisor["host"]))
+
     reported = set()
     for name, var in databases:
         users = [other for other_name, other in databases if other_name == name]
@@ -391,22 +418,22 @@ def preflight(settings, model):
             errors.append("%s is not published (%s) and some NocoBase nodes run on other Docker hosts than %s (%s), "
                           "which cannot resolve its container name: publish it, or set %s to an address of the %s "
                           "host" % (label, port_var, label, service["endpoint"], var, label))
-        elif is_loopback(service["node_host"]):
-            errors.append("%s %r names this machine only, but some NocoBase nodes run on other Docker hosts than %s "
-                          "(%s): use an address of the %s host that they reach" % (
-                              var, service["node_host"], label, service["endpoint"], label))
         elif is_loopback(service["published_address"]):
             errors.append("%s is published on %s of %s only, but some NocoBase nodes run on other Docker hosts: set "
                           "nocobase_advertise_address of %s to an address they reach (or %s_published_address)" % (
                               label, service["published_address"], service["hosts"][0], service["hosts"][0],
                               label.lower().replace("postgresql", "postgres")))
+        elif is_loopback(service["node_host"]):
+            errors.append("%s %r names this machine only, but some NocoBase nodes run on other Docker hosts than %s "
+                          "(%s): use an address of the %s host that they reach" % (
+                              var, service["node_host"], label, service["endpoint"], label))
     publishing = set(model["proxy"]["hosts"][:1]) | {node["host"] for node in model["nodes"] if node["published_port"] is not None}
     publishing |= {service["hosts"][0] for service in (redis, postgres) if service["hosts"] and service["published_port"] is not None}
     for host, address in sorted(model["published_addresses"].items()):
-        if host in publishing and not _is_ip(address):
-            errors.append("%s publishes its ports on %r, which is not an IP address (Docker binds published ports "
-                          "to addresses only): set nocobase_advertise_address or nocobase_published_address of %s to "
-                          "an IP address of its host" % (host, address, host))
+        if host in publishing and not _is_ipv4(address):
+            errors.append("%s publishes its ports on %r, which is not an IPv4 address (Docker binds published ports "
+                          "to addresses only, and the URLs made of them take IPv4): set nocobase_advertise_address or "
+                          "nocobase_published_address of %s to an IPv4 address of its host" % (host, address, host))
     if model["workers"] and _unset(s["nocobase_control_redis_url"]) and s["nocobase_redis_published_port"] is None:
         errors.append("nocobase_control_redis_url is not set and Redis is not published (nocobase_redis_published_port): "
                       "the worker role needs to reach Redis from nocobase_control_host to register environments")

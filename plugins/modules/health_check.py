@@ -15,8 +15,8 @@ description:
     no retry lines; on timeout the task fails with the last answer it saw.
   - With O(root_account), it then signs in to NocoBase with that account and returns whether it was
     accepted (RV(signed_in)). A refusal does not fail the task; the caller says what it means.
-  - Once healthy it reads the version the node reports (NocoBase's public C(app:getInfo)), and with
-    O(apps) it waits, within the same O(timeout), until each of those sub-apps answers as itself.
+  - With O(read_version) it then waits, within the same O(timeout), until the node reports its version
+    (NocoBase's public C(app:getInfo)), and with O(apps) until each of those sub-apps answers as itself.
   - Runs where the URL is reachable, usually the Docker host that publishes the node's port.
 author:
   - NocoBase multienv maintainers (@nocobase-multienv)
@@ -53,6 +53,10 @@ options:
   root_password:
     description: Its password.
     type: str
+  read_version:
+    description: Wait until the node reports its version, and return it (RV(version)).
+    type: bool
+    default: false
   apps:
     description:
       - Sub-apps of the node's multi-app manager that must answer C(/api/__app/<app>/app:getInfo) with
@@ -101,8 +105,8 @@ sign_in_status:
   returned: when O(root_account) is set
   type: int
 version:
-  description: The version the node reports on C(app:getInfo), or V(null) when it reports none that is a version.
-  returned: success
+  description: The version the node reports on C(app:getInfo).
+  returned: when O(read_version) is true
   type: str
   sample: 2.2.15
 """
@@ -110,10 +114,10 @@ version:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nocobase.multienv.plugins.module_utils._health import (
-    node_version,
     sign_in_status,
     wait_apps_answer,
     wait_healthy,
+    wait_version,
 )
 from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import is_app_name
 
@@ -129,6 +133,7 @@ def main():
             request_timeout=dict(type="float", default=5),
             root_account=dict(type="str"),
             root_password=dict(type="str", no_log=True),
+            read_version=dict(type="bool", default=False),
             apps=dict(type="list", elements="str", default=[]),
         ),
         required_together=[("root_account", "root_password")],
@@ -150,15 +155,22 @@ def main():
         status = sign_in_status(params["url"], params["root_account"], params["root_password"],
                                 max(params["request_timeout"], 30))
         result.update(signed_in=status == 200, sign_in_status=status)
-    result["version"] = node_version(params["url"], params["request_timeout"])
+    if params["read_version"]:
+        version, last, waited = wait_version(params["url"], max(0.0, params["timeout"] - elapsed), params["interval"],
+                                             params["request_timeout"])
+        elapsed = result["elapsed"] = round(elapsed + waited, 1)
+        if version is None:
+            module.fail_json(msg="%s/api/app:getInfo did not report a version within %g s; last: %s"
+                             % (params["url"].rstrip("/"), params["timeout"], last), **result)
+        result["version"] = version
     if params["apps"]:
         silent, waited = wait_apps_answer(params["url"], params["apps"], max(0.0, params["timeout"] - elapsed),
                                           params["interval"], params["request_timeout"])
+        result["elapsed"] = round(elapsed + waited, 1)
         if silent:
             module.fail_json(msg="%s: apps that did not answer as themselves within %g s: %s"
                              % (params["url"], params["timeout"],
                                 "; ".join("%s (%s)" % item for item in sorted(silent.items()))), **result)
-        result["elapsed"] = round(elapsed + waited, 1)
     module.exit_json(**result)
 
 

@@ -58,8 +58,9 @@ def test_environment_info_waits_inside_the_task(conn, rclient, keys):
 
 def test_health_check_reports_the_version_and_waits_for_the_apps(processes, tmp_path):
     node = start_standin(processes, tmp_path / "node", [free_port()], STANDIN_APP_VERSION="2.1.0-beta.3", **ROOT)
-    healthy = run("health_check", dict(url=node.url, interval=0.3, timeout=30))
+    healthy = run("health_check", dict(url=node.url, interval=0.3, timeout=30, read_version=True))
     assert healthy["version"] == "2.1.0-beta.3"
+    assert "version" not in run("health_check", dict(url=node.url))
     # An app that is not there is named with the node's last answer, and the task fails.
     with pytest.raises(ModuleFailed) as failed:
         run("health_check", dict(url=node.url, apps=["crm"], timeout=1.5, interval=0.3))

@@ -214,7 +214,11 @@ class Agent:
                     LOG.info("NocoBase %s healthy (version %s): environment %s registered",
                              self.settings.nocobase_url, self.consumer.app_version, self.settings.environment)
                     return time.monotonic()
-                version = self._version()
+                try:
+                    version = self._version()
+                except NocoBaseError as exc:  # one failed read is no reason to pause the environment
+                    self._problem("NocoBase did not say its version (%s): keeping %s" % (exc, self.consumer.app_version))
+                    version = self.consumer.app_version
                 if version != self.consumer.app_version:
                     # A node replaced faster than one poll (an upgrade) is a new NocoBase all the same.
                     LOG.info("NocoBase %s now reports version %s (was %s): environment %s registered again",

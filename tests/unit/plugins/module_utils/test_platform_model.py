@@ -99,7 +99,7 @@ def test_the_docker_endpoint_of_a_host():
                        "worker_url": "http://b.example:15001"}},
      "worker_proxy_url of worker_b must be set: the worker runs on another Docker host (10.0.0.4)"),
     ({}, {"worker_b": {"ansible_connection": "ssh", "ansible_host": "10.0.0.4", "worker_proxy_url": "http://10.0.0.4:15001"}},
-     "nocobase_redis_host '127.0.0.1' names this machine only, but some NocoBase nodes run on other Docker hosts"),
+     "Redis is published on 127.0.0.1 of redis only, but some NocoBase nodes run on other Docker hosts"),
     ({}, {"worker_a": {"worker_extra_env": {"DB_PASSWORD": "x"}}}, "worker_extra_env of worker_a sets 'DB_PASSWORD'"),
     ({}, {"worker_a": {"worker_extra_env": {"APP_COMMAND_ADPATER": "redis"}}}, "has the misspelt key 'APP_COMMAND_ADPATER'"),
     ({}, {"worker_a": {"worker_extra_env": ["A=1"]}}, "worker_extra_env of worker_a must be a dictionary"),
@@ -213,6 +213,26 @@ def test_nodes_on_the_data_host_keep_the_container_names():
     assert model["workers"][0]["proxy_url"] == "http://10.0.0.10:15000"  # the proxy is on 10.0.0.11
 
 
+def test_other_hosts_reach_a_port_where_it_is_bound():
+    model, errors = model_and_errors(hosts=remote(
+        worker_a={"ansible_host": "203.0.113.12", "nocobase_published_address": "10.0.0.99"},
+        redis={"ansible_host": "203.0.113.10", "redis_published_address": "10.0.0.98"},
+        proxy={"ansible_host": "10.0.0.14"}, supervisor={"supervisor_published_port": 14000}))
+    assert errors == []
+    assert model["workers"][0]["proxy_url"] == "http://10.0.0.99:15000"  # not ansible_host: nothing listens there
+    assert (model["redis"]["node_host"], model["redis"]["control_host"]) == ("10.0.0.98", "10.0.0.98")
+    assert model["supervisor"]["proxy_url"] == "http://10.0.0.11:14000"  # the proxy has an engine of its own
+    same_engine, _errors = model_and_errors(hosts=remote())
+    assert same_engine["supervisor"]["proxy_url"] == "http://nocobase-supervisor:80"
+
+
+def test_one_engine_keeps_redis_and_postgres_on_loopback_whatever_the_nodes_publish_on():
+    for address in ("0.0.0.0", "10.0.0.5"):
+        model, errors = model_and_errors({"nocobase_published_address": address})
+        assert errors == []
+        assert model["redis"]["published_address"] == "127.0.0.1" and model["redis"]["control_host"] == "127.0.0.1"
+
+
 def test_one_engine_keeps_the_loopback_defaults():
     model, errors = model_and_errors()
     assert errors == [] and model["multihost"] is False
@@ -232,7 +252,10 @@ def test_one_engine_keeps_the_loopback_defaults():
     ({}, remote(redis={"redis_published_address": "127.0.0.1"}),
      "Redis is published on 127.0.0.1 of redis only, but some NocoBase nodes run on other Docker hosts"),
     ({}, remote(worker_a={"ansible_host": "dock1.example.internal"}),
-     "worker_a publishes its ports on 'dock1.example.internal', which is not an IP address"),
+     "worker_a publishes its ports on 'dock1.example.internal', which is not an IPv4 address"),
+    ({}, remote(worker_a={"ansible_host": "fd00::12"}), "worker_a publishes its ports on 'fd00::12', which is not an IPv4"),
+    ({}, remote(proxy={"ansible_host": "10.0.0.14"}, supervisor={"supervisor_published_port": None}),
+     "supervisor_published_port must be set: the proxy runs on another Docker host than the supervisor"),
 ])
 def test_preflight_refuses_addresses_that_do_not_cross_hosts(settings, hosts, expected):
     _model, errors = model_and_errors(settings, hosts)

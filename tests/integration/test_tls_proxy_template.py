@@ -1,5 +1,6 @@
-"""The proxy's configuration template with and without proxy_tls, rendered by ansible-playbook as the
-role renders it (nginx -t of the rendered file runs in tests/e2e/test_tls.py, the role's own check)."""
+"""The proxy's configuration template with and without proxy_tls and proxy_maintenance, rendered by
+ansible-playbook as the role renders it (nginx -t of the rendered file runs in tests/e2e/test_tls.py
+and tests/e2e/test_upgrade.py, the role's own check)."""
 from __future__ import annotations
 
 import json
@@ -14,7 +15,9 @@ from conftest import REPO
 def rendered(tmp_path_factory):
     out = tmp_path_factory.mktemp("proxy-template")
     variants = [{"name": "plain", "tls": False, "port": 13443}, {"name": "tls", "tls": True, "port": 13443},
-                {"name": "tls443", "tls": True, "port": 443}]
+                {"name": "tls443", "tls": True, "port": 443},
+                {"name": "maintenance", "tls": True, "port": 13443, "maintenance": "false"},
+                {"name": "maintenance_on", "tls": True, "port": 13443, "maintenance": True}]
     (out / "vars.json").write_text(json.dumps({
         "test_template": str(REPO / "roles" / "proxy" / "templates" / "nocobase-proxy.conf.j2"),
         "test_output_dir": str(out), "test_variants": variants}))
@@ -51,3 +54,13 @@ def test_with_tls_http_redirects_but_answers_its_health_url_and_https_routes(ren
 
 def test_the_redirect_leaves_out_port_443(rendered):
     assert "return 301 https://$host$request_uri;" in servers(rendered["tls443"])[0]
+
+
+def test_the_maintenance_page_answers_over_https_and_the_redirect_stays(rendered):
+    http, https = servers(rendered["maintenance_on"])
+    assert "return 301 https://$host:13443$request_uri;" in http and "503" not in http
+    route = https.split("    location / {", 1)[1]
+    assert route.index('return 503 "NocoBase is being upgraded.') < route.index("proxy_pass")
+    assert "add_header Retry-After 120 always;" in route
+    # The string "false" (as -e passes it) is false: the routes as without maintenance.
+    assert rendered["maintenance"] == rendered["tls"]

@@ -380,10 +380,10 @@ def preflight(settings, model):
             errors.append("supervisor_published_port must be set: the proxy runs on another Docker host than the "
                           "supervisor (%s), and reaches it only at a published port" % supervisor["endpoint"])
         elif is_loopback(_url_host(supervisor["proxy_url"])):
+            where = (_url_host(supervisor["proxy_url"]), supervisor["host"], supervisor["host"])
             errors.append("the supervisor publishes its port on %s of %s only, but the proxy runs on another Docker "
                           "host: set nocobase_advertise_address of %s to an address the proxy reaches (or "
-                          "nocobase_published_address)" % (_url_host(supervisor["proxy_url"]), supervisor["host"],
-                                                            supervisor["host"]))
+                          "nocobase_published_address)" % where)
 
     reported = set()
     for name, var in databases:

@@ -65,9 +65,9 @@ def test_role_metadata(role):
     info = meta["galaxy_info"]
     assert info["description"] and info["license"] and info["min_ansible_version"]
     dependencies = [dep["role"] if isinstance(dep, dict) else dep for dep in meta.get("dependencies") or []]
-    if not role.startswith("_") and role not in ("backup", "upgrade"):  # every component role runs _common first
+    if not role.startswith("_") and role not in ("backup", "upgrade", "swarm"):  # every component role runs _common first
         assert dependencies == ["nocobase.multienv._common"]
-    else:  # backup and upgrade include _common's `platform` entry point: they read the platform, make no network
+    else:  # backup, upgrade and swarm include _common's `platform` entry point: they read the platform, make no network
         assert dependencies == []
 
 

@@ -41,6 +41,9 @@ ENDPOINT_VARIABLES = ("nocobase_docker_endpoint", "ansible_connection", "ansible
 # derived: see addresses()).
 ADDRESS_VARIABLES = ("nocobase_advertise_address", "nocobase_published_address")
 _WILDCARDS = ("0.0.0.0", "::")
+# What runs the platform's containers (nocobase_runtime): the Docker engines one by one, or their
+# Docker Swarm (roles/swarm), as services pinned to the inventory hosts' nodes.
+RUNTIMES = ("docker", "swarm")
 
 _PLATFORM_NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 _DOCKER_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
@@ -142,6 +145,9 @@ def build(settings, groups, hosts):
     -> its node variables (NODE_VARIABLES, defaults already applied) and ENDPOINT_VARIABLES.
     """
     prefix = settings["nocobase_container_prefix"]
+    # On Docker Swarm (nocobase_runtime: swarm) every service reaches the others by name on the
+    # platform's overlay networks, whatever node it runs on: nothing "crosses" engines by address.
+    swarm = settings.get("nocobase_runtime", "docker") == "swarm"
     endpoints, addresses, published_addresses = {}, {}, {}
     for group in sorted(groups):
         if group.startswith("nocobase_"):
@@ -165,7 +171,7 @@ def build(settings, groups, hosts):
         container = "%s-worker-%s" % (prefix, name)
         port = hv.get("worker_published_port")
         container_port = hv.get("worker_container_port")
-        crosses = bool(consumers - {endpoints[host]})  # the supervisor or the proxy is on another engine
+        crosses = bool(consumers - {endpoints[host]}) and not swarm  # the supervisor or the proxy is on another engine
         url = hv.get("worker_url")
         reached_at = reach(addresses[host], published_addresses[host])  # its published ports, from other hosts
         if _unset(url) and port is not None:
@@ -205,7 +211,7 @@ def build(settings, groups, hosts):
         hv = hosts[host]
         port = hv.get("supervisor_published_port")
         proxy_endpoints = {endpoints[proxy] for proxy in groups.get("nocobase_proxy", [])}
-        crosses = bool(proxy_endpoints - {endpoints[host]})  # the proxy is on another engine
+        crosses = bool(proxy_endpoints - {endpoints[host]}) and not swarm  # the proxy is on another engine
         supervisor = {
             "host": host,
             "database": hv.get("supervisor_database"),
@@ -231,10 +237,10 @@ def build(settings, groups, hosts):
     images.add(str(settings["nocobase_agent_image"]))
     nodes = ([supervisor] if supervisor else []) + [w for w in workers if w["state"] != "absent"]
     redis = _service(settings, hosts, redis_hosts, "redis", settings["nocobase_redis_published_port"], nodes,
-                     endpoints, addresses, published_addresses, multihost)
+                     endpoints, addresses, published_addresses, multihost, swarm)
     postgres = _service(settings, hosts, postgres_hosts, "postgres",
                         hosts[postgres_hosts[0]].get("postgres_published_port") if postgres_hosts else None, nodes,
-                        endpoints, addresses, published_addresses, multihost)
+                        endpoints, addresses, published_addresses, multihost, swarm)
     # Redis as the control-plane modules reach it (nocobase_control_redis_host, else where it is published).
     control = settings.get("nocobase_control_redis_host")
     if _unset(control):
@@ -242,6 +248,7 @@ def build(settings, groups, hosts):
     redis["control_host"] = str(control)
     return {
         "platform": settings["nocobase_platform"],
+        "runtime": "swarm" if swarm else "docker",
         "endpoints": endpoints,
         "addresses": addresses,
         "published_addresses": published_addresses,
@@ -262,7 +269,7 @@ def build(settings, groups, hosts):
 
 
 def _service(settings, hosts, service_hosts, name, published_port, nodes, endpoints, addresses, published_addresses,
-             multihost):
+             multihost, swarm=False):
     """Redis or PostgreSQL: where it is published, and where the NocoBase containers reach it."""
     container = "%s-%s" % (settings["nocobase_container_prefix"], name)
     service = {"hosts": service_hosts, "endpoint": None, "published_port": published_port, "container": container,
@@ -277,7 +284,7 @@ def _service(settings, hosts, service_hosts, name, published_port, nodes, endpoi
     service.update(endpoint=endpoints[host],
                    published_address=(str(explicit) if not _unset(explicit)
                                       else published_addresses[host] if multihost else "127.0.0.1"),
-                   crosses=any(node["endpoint"] != endpoints[host] for node in nodes))
+                   crosses=any(node["endpoint"] != endpoints[host] for node in nodes) and not swarm)
     # Nodes on other engines cannot resolve the container's name: left at the default, they reach
     # the service at its host's advertise address, on its published port.
     if service["crosses"] and service["node_host"] == container and published_port is not None:
@@ -305,6 +312,8 @@ def preflight(settings, model):
     if not _fullmatch(_KEY_PREFIX_RE, s["nocobase_key_prefix"]):
         errors.append("nocobase_key_prefix %r must be one segment of letters, digits, '_', '.' or '-' ending in ':' "
                       "(so that it cannot overlap another platform's keys)" % (s["nocobase_key_prefix"],))
+    if s.get("nocobase_runtime", "docker") not in RUNTIMES:
+        errors.append("nocobase_runtime %r must be one of %s" % (s["nocobase_runtime"], ", ".join(RUNTIMES)))
     if s["nocobase_image_pull"] not in ("never", "missing", "always"):
         errors.append("nocobase_image_pull must be one of never, missing, always")
     if s["nocobase_redis_published_port"] is not None and not is_port(s["nocobase_redis_published_port"]):

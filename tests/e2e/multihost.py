@@ -116,6 +116,15 @@ class DockerHosts:
                                "-o", "LogLevel=ERROR", "root@" + self.addresses[host], command],
                               capture_output=True, text=True, timeout=30, check=False)
 
+    def connection(self):
+        """The inventory variables of Ansible's connection to the hosts (root, the run's key pair)."""
+        return {
+            "ansible_user": "root",
+            "ansible_ssh_private_key_file": str(self.key),
+            "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
+            "ansible_python_interpreter": "/usr/bin/python3",
+        }
+
     def inner(self, host, *args, check=True):
         """`docker` on the engine of `host`."""
         return docker("exec", host, "docker", *args, check=check)
@@ -169,12 +178,7 @@ class MultiHostPlatform:
         group_vars.mkdir(parents=True, exist_ok=True)
         (self.inventory / "hosts.yml").write_text(yaml.safe_dump(hosts))
         (group_vars / "images.yml").write_text(yaml.safe_dump(OFFLINE))
-        (group_vars / "connection.yml").write_text(yaml.safe_dump({
-            "ansible_user": "root",
-            "ansible_ssh_private_key_file": str(self.hosts.key),
-            "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
-            "ansible_python_interpreter": "/usr/bin/python3",
-        }))
+        (group_vars / "connection.yml").write_text(yaml.safe_dump(self.hosts.connection()))
         (group_vars / "platform.yml").write_text(yaml.safe_dump({
             "nocobase_platform": self.name,
             "nocobase_image": STANDIN_IMAGE,

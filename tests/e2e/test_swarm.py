@@ -43,12 +43,7 @@ def _write_inventory(root, hosts, managers=None):
     if managers:
         groups["nocobase_swarm_managers"] = {"hosts": {host: {} for host in managers}}
     (inventory / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": groups}}))
-    (group_vars / "connection.yml").write_text(yaml.safe_dump({
-        "ansible_user": "root",
-        "ansible_ssh_private_key_file": str(hosts.key),
-        "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
-        "ansible_python_interpreter": "/usr/bin/python3",
-    }))
+    (group_vars / "connection.yml").write_text(yaml.safe_dump(hosts.connection()))
     (group_vars / "platform.yml").write_text(yaml.safe_dump({
         "nocobase_platform": "nbsw" + hosts.run[:6],
         "nocobase_secrets_dir": str(root / "secrets"),

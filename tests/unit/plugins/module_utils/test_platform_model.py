@@ -260,3 +260,24 @@ def test_one_engine_keeps_the_loopback_defaults():
 def test_preflight_refuses_addresses_that_do_not_cross_hosts(settings, hosts, expected):
     _model, errors = model_and_errors(settings, hosts)
     assert any(expected in error for error in errors), errors
+
+
+# ---------------------------------------------------------------- Docker Swarm (issue 11, item 3)
+
+def test_on_swarm_every_service_is_reached_by_name_on_the_overlay_networks():
+    model, errors = model_and_errors({"nocobase_runtime": "swarm"}, remote(proxy={"ansible_host": "10.0.0.14"}))
+    assert errors == [] and model["runtime"] == "swarm"
+    assert (model["redis"]["node_host"], model["redis"]["node_port"]) == ("nocobase-redis", 6379)
+    assert (model["postgres"]["node_host"], model["postgres"]["node_port"]) == ("nocobase-postgres", 5432)
+    assert not model["redis"]["crosses"] and not model["postgres"]["crosses"]
+    assert [w["proxy_url"] for w in model["workers"]] == ["http://nocobase-worker-env_a", "http://nocobase-worker-env_b:13000"]
+    assert model["supervisor"]["proxy_url"] == "http://nocobase-supervisor:80"
+    # The control-plane modules still reach Redis where its host publishes it.
+    assert model["redis"]["control_host"] == "10.0.0.10"
+    docker, _errors = model_and_errors(hosts=remote())
+    assert docker["runtime"] == "docker" and docker["redis"]["node_host"] == "10.0.0.10"
+
+
+def test_an_unknown_runtime_is_refused():
+    _model, errors = model_and_errors({"nocobase_runtime": "kubernetes"})
+    assert errors == ["nocobase_runtime 'kubernetes' must be one of docker, swarm"]

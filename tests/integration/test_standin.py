@@ -289,3 +289,37 @@ def test_auto_start_apps_come_back_after_a_restart(standin):
     wait_for(lambda: again.state()["apps"] == {"crm": "running", "hr": "stopped"}, timeout=5,
              what="crm started again, hr left stopped")
     assert again.state()["startCounts"] == {"crm": 1}
+
+
+def test_replicas_sharing_one_storage_volume_share_their_database_and_tokens(processes, tmp_path):
+    """Two replicas of one worker (Docker Swarm, worker_replicas) on one storage directory: one
+    install, a token from either is good on both, an app created on one is in the other's table and
+    boots there on its first request (it has autoStart), and a stop reaches only the replica asked."""
+    def replica(storage, app_key):
+        return start_standin(processes, tmp_path / storage, [free_port(), free_port()], APP_KEY=app_key,
+                             APP_AES_SECRET_KEY=AES_KEY, INIT_ROOT_EMAIL=ROOT_EMAIL, INIT_ROOT_USERNAME=ROOT_USERNAME,
+                             INIT_ROOT_PASSWORD=ROOT_PASSWORD)
+
+    first, second = replica("storage", "shared-app-key-1"), replica("storage", "shared-app-key-1")
+    first.wait_healthy()
+    second.wait_healthy()
+    token = first.token(ROOT_EMAIL, ROOT_PASSWORD)
+    assert second.request(apps_path("list"), token=token)[0] == 200, "a token of the other replica"
+    other_key = replica("other", "another-app-key")
+    other_key.wait_healthy()
+    assert other_key.request(apps_path("list"), token=token)[0] == 401, "a token signed with another APP_KEY"
+
+    assert first.request(apps_path("create"), "POST", {"name": "crm", "options": {"autoStart": True}},
+                         token=token)[0] == 200
+    assert first.request(apps_path("create"), "POST", {"name": "hr"}, token=second.token(ROOT_EMAIL, ROOT_PASSWORD))[0] == 200
+    listed = second.request(apps_path("list"), token=token)
+    assert sorted(row["name"] for row in listed[1]["data"]) == ["crm", "hr"]
+    assert second.state()["running"] == []
+    wait_for(lambda: second.request("/api/__app/crm/app:getInfo")[0] == 200, timeout=5, what="crm on the second")
+    assert second.state()["startCounts"] == {"crm": 1}  # booted there on demand
+    assert error_code(second.request("/api/__app/hr/app:getInfo")) == "APP_STOPPED"  # no autoStart: not booted
+
+    assert second.request(apps_path("stop", filterByTk="crm"), "POST", token=token)[0] == 200
+    assert error_code(second.request("/api/__app/crm/app:getInfo")) == "APP_STOPPED"
+    assert first.request("/api/__app/crm/app:getInfo")[0] == 200  # no cluster-mode sync between replicas
+    assert json.loads((tmp_path / "storage" / "standin-db.json").read_text())["root"]["email"] == ROOT_EMAIL

@@ -14,6 +14,8 @@ See README.md beside this file for what it honours and what it fakes.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import hmac
 import json
@@ -117,6 +119,10 @@ class Settings:
         return out
 
 
+class Refused(Exception):
+    """A change the stand-in's "database" refuses; raised inside a transaction, it saves nothing."""
+
+
 class StandIn:
     """The node's state, shared by the HTTP threads and the boot and start threads."""
 
@@ -130,7 +136,7 @@ class StandIn:
         self.status = {}  # app -> AppStatus, in memory as in NocoBase's supervisor
         self.errors = {}  # app -> message of a failed start
         self.start_counts = {}  # app -> how often it turned running
-        self.tokens = set()
+        self.db_version = None  # of the state file as last read: another replica may have written it since
         self.database = None
         self.started_at = time.time()
 
@@ -142,6 +148,7 @@ class StandIn:
 
     def load(self):
         try:
+            self.db_version = self.state_file_version()
             self.db = json.loads(self.state_file.read_text())
             return True
         except FileNotFoundError:
@@ -152,6 +159,33 @@ class StandIn:
         tmp.write_text(json.dumps(self.db, sort_keys=True))
         os.chmod(tmp, 0o600)
         tmp.replace(self.state_file)
+        self.db_version = self.state_file_version()
+
+    # Replicas of one node (Docker Swarm, worker_replicas) share the storage volume, so the state
+    # file is their database: every change is read-modify-write under a file lock, and reads see
+    # another replica's writes, as NocoBase processes share one PostgreSQL database.
+    @contextlib.contextmanager
+    def transaction(self):
+        """Hold the state file's lock and self.lock with the newest state; save it at the end unless the
+        block raised (a refusal raises Refused, which leaves the state as it was)."""
+        with open(self.settings.state_dir / "standin-db.lock", "a", encoding="utf-8") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            with self.lock:
+                self.load()
+                yield self.db
+                self.save()
+
+    def refresh(self):
+        """Read the state file again if another replica replaced it (call with self.lock held)."""
+        try:
+            if self.state_file_version() != self.db_version:
+                self.load()
+        except FileNotFoundError:
+            pass
+
+    def state_file_version(self):
+        status = self.state_file.stat()
+        return status.st_ino, status.st_mtime_ns  # save() replaces the file: a new inode each time
 
     # ------------------------------------------------------------------ boot
 
@@ -191,14 +225,14 @@ class StandIn:
                 self.fail("migration failed (STANDIN_FAIL_BOOT_ENVIRONMENTS names %s)" % s.environment_name)
                 return
             s.state_dir.mkdir(parents=True, exist_ok=True)
-            if self.load():
-                LOG.info("database already installed: INIT_ROOT_* are ignored, as NocoBase does")
-            else:
-                salt = secrets.token_hex(8)
-                self.db = {"root": {"email": s.root["email"], "username": s.root["username"], "salt": salt,
-                                    "password": _digest(s.root["password"], salt)}, "applications": {}}
-                self.save()
-                LOG.info("installed (root account %s)", s.root["email"])
+            with self.transaction() as db:
+                if db.get("root"):
+                    LOG.info("database already installed: INIT_ROOT_* are ignored, as NocoBase does")
+                else:
+                    salt = secrets.token_hex(8)
+                    db.update({"root": {"email": s.root["email"], "username": s.root["username"], "salt": salt,
+                                        "password": _digest(s.root["password"], salt)}, "applications": {}})
+                    LOG.info("installed (root account %s)", s.root["email"])
             self.booted.set()
             LOG.info("%s ready in %.1fs", s.mode or "app", time.time() - self.started_at)
             # NocoBase's multi-app manager starts the apps with options.autoStart after the main app.
@@ -242,9 +276,18 @@ class StandIn:
 
     def app_status(self, name):
         with self.lock:
-            if name not in self.db["applications"]:
+            self.refresh()
+            row = self.db["applications"].get(name)
+            if row is None:
                 return None
-            return self.status.get(name, "stopped")
+            lazy = name not in self.status and (row.get("options") or {}).get("autoStart")
+            if not lazy:
+                return self.status.get(name, "stopped")
+        # Created or started by another replica: this process boots it on demand, as NocoBase's
+        # multi-app manager boots an app with autoStart that it does not run yet.
+        self.start_app(name)
+        with self.lock:
+            return self.status.get(name, "initializing")
 
     def sign_in(self, account, password):
         root = self.db.get("root") or {}
@@ -252,9 +295,16 @@ class StandIn:
             return None
         if not hmac.compare_digest(_digest(password, root["salt"]), root["password"]):
             return None
-        token = secrets.token_hex(16)
-        self.tokens.add(token)
-        return token
+        # Signed with APP_KEY, as NocoBase's JWTs: every replica with the same key accepts it.
+        nonce = secrets.token_hex(16)
+        return nonce + "." + self.token_signature(nonce)
+
+    def token_signature(self, nonce):
+        return hmac.new(self.settings.app_key.encode(), nonce.encode(), hashlib.sha256).hexdigest()
+
+    def token_valid(self, token):
+        nonce, signature = (token.split(".", 1) + [""])[:2]
+        return bool(nonce) and hmac.compare_digest(self.token_signature(nonce), signature)
 
     def state(self):
         s = self.settings
@@ -368,7 +418,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _authenticated(self):
         header = self.headers.get("Authorization") or ""
-        return header.startswith("Bearer ") and header[len("Bearer "):] in self.standin.tokens
+        return header.startswith("Bearer ") and self.standin.token_valid(header[len("Bearer "):])
 
     def _sign_in(self):
         if (self.headers.get("X-Authenticator") or "") != "basic":
@@ -416,6 +466,7 @@ class Handler(BaseHTTPRequestHandler):
             if not isinstance(filt, dict):
                 return self._errors(400, "filter must be an object")
             with st.lock:
+                st.refresh()
                 rows = [dict(row, name=name, status=st.status.get(name, "stopped"))
                         for name, row in sorted(st.db["applications"].items())
                         if "name" not in filt or filt["name"] == name]
@@ -429,16 +480,19 @@ class Handler(BaseHTTPRequestHandler):
             name = (body or {}).get("name")
             if not isinstance(name, str) or not APP_NAME.match(name) or name == "main":
                 return self._errors(400, "invalid application name")
-            with st.lock:
-                if name in st.db["applications"]:
-                    return self._errors(400, "name must be unique")
-                options = body.get("options") if isinstance(body.get("options"), dict) else {}
-                st.db["applications"][name] = {"displayName": body.get("displayName"), "cname": body.get("cname"),
-                                               "options": options}
-                st.save()
+            try:
+                with st.transaction() as db:
+                    if name in db["applications"]:
+                        raise Refused("name must be unique")
+                    options = body.get("options") if isinstance(body.get("options"), dict) else {}
+                    db["applications"][name] = {"displayName": body.get("displayName"), "cname": body.get("cname"),
+                                                "options": options}
+            except Refused as exc:
+                return self._errors(400, str(exc))
             st.start_app(name)  # create bootstraps the app; the stand-in lets it run at once
             return self._data({"name": name})
         with st.lock:
+            st.refresh()
             row = st.db["applications"].get(key)
         if action == "start":
             if row is not None:
@@ -451,18 +505,20 @@ class Handler(BaseHTTPRequestHandler):
             return self._data("ok")
         if action == "update":
             body = self._body() or {}
-            with st.lock:
-                if row is None:
-                    return self._errors(404, "application %s not found" % key)
-                if isinstance(body.get("options"), dict):
-                    row["options"] = body["options"]
-                st.save()
+            try:
+                with st.transaction() as db:
+                    row = db["applications"].get(key)
+                    if row is None:
+                        raise Refused("application %s not found" % key)
+                    if isinstance(body.get("options"), dict):
+                        row["options"] = body["options"]
+            except Refused as exc:
+                return self._errors(404, str(exc))
             return self._data([dict(row, name=key)])
         if action == "destroy":
-            with st.lock:
-                gone = st.db["applications"].pop(key, None)
+            with st.transaction() as db:
+                gone = db["applications"].pop(key, None)
                 st.status.pop(key, None)
-                st.save()
             return self._data(1 if gone is not None else 0)
         return self._errors(404, "action %s not found" % action)
 

@@ -16,6 +16,7 @@ import json
 SPEC_LABEL = "org.nocobase.multienv.spec-hash"
 ROLE_LABEL = "org.nocobase.multienv.role"
 ENVIRONMENT_LABEL = "org.nocobase.multienv.environment"
+SERVICE_LABEL = "com.docker.swarm.service.name"  # Docker Swarm's own label on a task's container
 
 
 def image_reference(image):
@@ -25,27 +26,41 @@ def image_reference(image):
 
 
 def engine_state(listing):
-    """{containers: {name: {...}}, volumes: {name: labels}, networks: [names], images: {reference: id}}."""
+    """{containers: {name: {...}}, volumes: {name: labels}, networks: [names], images: {reference: id}}.
+
+    A task container of a Docker Swarm service is listed under the service's name (its own name holds
+    a slot and a task id that change), with `service` set: of the service's containers on this engine
+    the running one first, then the first by name.
+    """
     containers = {}
+    tasks = {}
     for item in listing.get("containers") or []:
         status = item.get("Status") or ""
         health = "healthy" if "(healthy)" in status else "unhealthy" if "(unhealthy)" in status else \
             "starting" if "(health: starting)" in status else None
         networks = (item.get("NetworkSettings") or {}).get("Networks") or {}
         labels = item.get("Labels") or {}
-        for name in item.get("Names") or []:
-            containers[name.lstrip("/")] = {
-                "id": item.get("Id"),
-                "image": item.get("Image"),
-                "image_id": item.get("ImageID"),
-                "labels": labels,
-                "role": labels.get(ROLE_LABEL),
-                "environment": labels.get(ENVIRONMENT_LABEL),
-                "running": item.get("State") == "running",
-                "health": health,
-                "addresses": {network: (settings or {}).get("IPAddress") for network, settings in networks.items()},
-                "mounts": [mount.get("Source") for mount in item.get("Mounts") or []],
-            }
+        record = {
+            "id": item.get("Id"),
+            "image": item.get("Image"),
+            "image_id": item.get("ImageID"),
+            "labels": labels,
+            "role": labels.get(ROLE_LABEL),
+            "environment": labels.get(ENVIRONMENT_LABEL),
+            "running": item.get("State") == "running",
+            "health": health,
+            "addresses": {network: (settings or {}).get("IPAddress") for network, settings in networks.items()},
+            "mounts": [mount.get("Source") for mount in item.get("Mounts") or []],
+            "service": labels.get(SERVICE_LABEL),
+        }
+        names = sorted(name.lstrip("/") for name in item.get("Names") or [])
+        if record["service"]:
+            tasks.setdefault(record["service"], []).append((not record["running"], names[:1], record))
+            continue
+        for name in names:
+            containers[name] = record
+    for service, candidates in tasks.items():
+        containers[service] = min(candidates, key=lambda candidate: candidate[:2])[2]
     images = {}
     for item in listing.get("images") or []:
         for tag in item.get("RepoTags") or []:

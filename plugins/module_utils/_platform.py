@@ -29,7 +29,7 @@ NODE_VARIABLES = {
                                            "supervisor_container_port", "supervisor_extra_env", "supervisor_image")),
     "nocobase_workers": ("worker", ("worker_environment", "worker_state", "worker_database", "worker_published_port",
                                     "worker_container_port", "worker_url", "worker_proxy_url", "worker_extra_env",
-                                    "worker_remove_volumes", "worker_image")),
+                                    "worker_remove_volumes", "worker_image", "worker_replicas")),
     "nocobase_redis": ("redis", ("redis_image", "redis_published_address")),
     "nocobase_postgres": ("postgres", ("postgres_published_port", "postgres_published_address", "postgres_image",
                                        "postgres_superuser")),
@@ -202,6 +202,7 @@ def build(settings, groups, hosts):
             "endpoint": endpoint(host, hv),
             "extra_env": hv.get("worker_extra_env"),
             "remove_volumes": boolean(hv.get("worker_remove_volumes") or False, strict=False),
+            "replicas": hv.get("worker_replicas", 1),
             "record": {"name": environment, "url": url, "proxy_url": proxy_url},
         })
     supervisor_hosts = list(groups.get("nocobase_supervisor", []))
@@ -362,6 +363,7 @@ def preflight(settings, model):
             continue
         if worker["published_port"] is not None:
             ports.append((worker["endpoint"], worker["published_port"], "worker_published_port" + where))
+        errors += _replicas_errors(worker, where, s.get("nocobase_runtime", "docker"))
         if _unset(worker["url"]):
             errors.append("worker_url%s is not set (and there is no worker_published_port to derive it from): every "
                           "worker needs its ENVIRONMENT_URL" % where)
@@ -460,6 +462,24 @@ def _node_errors(role, node, where):
     if port is not None and not is_port(port) and (role == "supervisor" or node["state"] == "present"):
         errors.append("%s_published_port %r%s is not a port number" % (role, port, where))
     return errors
+
+
+def _replicas_errors(worker, where, runtime):
+    """worker_replicas: a whole number, more than 1 only on Docker Swarm and without a published port."""
+    replicas = worker["replicas"]
+    if isinstance(replicas, bool) or not isinstance(replicas, int) and not str(replicas).isdigit() \
+            or int(replicas) < 1:
+        return ["worker_replicas %r%s must be a whole number of at least 1" % (replicas, where)]
+    if int(replicas) == 1:
+        return []
+    if runtime != "swarm":
+        return ["worker_replicas %s%s needs nocobase_runtime swarm: on docker a worker is one container"
+                % (replicas, where)]
+    if worker["published_port"] is not None:
+        return ["worker_replicas %s%s cannot go with worker_published_port: its replicas would publish the same port "
+                "on one node (leave the port unset; the proxy and the supervisor reach the worker by name)"
+                % (replicas, where)]
+    return []
 
 
 def _extra_env_errors(settings, model):

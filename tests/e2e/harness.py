@@ -29,6 +29,19 @@ APPS = [
     {"name": "hr", "title": "HR", "environments": ["env_a", "env_b"]},
 ]
 
+# The settings of every e2e platform on the stand-in: records stale soon, agents that beat and
+# reclaim fast, apps that start in a second, and a teardown that leaves nothing.
+STANDIN_SETTINGS = {
+    "nocobase_image": STANDIN_IMAGE,
+    "nocobase_stale_after": 8,
+    "nocobase_teardown_volumes": True,
+    "nocobase_teardown_secrets": True,
+    "nocobase_extra_env": {"STANDIN_START_SECONDS": "1"},
+    "worker_agent_heartbeat_interval": 1,
+    "worker_agent_extra_env": {"AGENT_HEALTH_SECONDS": "0.5", "AGENT_LOCK_TTL_MS": "3000", "AGENT_RECLAIM_IDLE_MS": "2000"},
+    "apps_wait_timeout": 120,
+}
+
 
 class Platform:
     def __init__(self, root, extra_vars=None):
@@ -49,20 +62,12 @@ class Platform:
             "nocobase_proxy": {"hosts": {"proxy": {"proxy_published_port": self.ports["proxy"]}}},
             **(extra_hosts or {})}}}))
         (group_vars / "e2e.yml").write_text(yaml.safe_dump({
+            **STANDIN_SETTINGS,
             "nocobase_platform": self.name,
-            "nocobase_image": STANDIN_IMAGE,
             "nocobase_redis_published_port": self.ports["redis"],
             "nocobase_secrets_dir": str(self.secrets),
-            "nocobase_stale_after": 8,
-            "nocobase_teardown_volumes": True,
-            "nocobase_teardown_secrets": True,
-            "nocobase_extra_env": {"STANDIN_START_SECONDS": "1"},
-            "worker_agent_heartbeat_interval": 1,
-            "worker_agent_extra_env": {"AGENT_HEALTH_SECONDS": "0.5", "AGENT_LOCK_TTL_MS": "3000",
-                                       "AGENT_RECLAIM_IDLE_MS": "2000"},
             "proxy_config_dir": str(self.root / "proxy"),
             "apps_list": APPS if apps is None else apps,
-            "apps_wait_timeout": 120,
             **self.extra_vars,
         }))
         (host_vars / "supervisor.yml").write_text(yaml.safe_dump({"supervisor_published_port": self.ports["supervisor"]}))

@@ -16,17 +16,26 @@ from __future__ import annotations
 
 import subprocess
 import time
+import urllib.error
+import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
-from harness import STANDIN_IMAGE, run_playbook
+from harness import STANDIN_IMAGE, STANDIN_SETTINGS, run_playbook
 from helpers import wait_for
 
 from conftest import REPO
 
 HOST_IMAGE = "nocobase-multienv/docker-host:offline"
+# The apps the multi-host platforms run: crm in env_a, ops in env_b, hr in both.
+APPS = [
+    {"name": "crm", "title": "CRM", "environments": ["env_a"]},
+    {"name": "hr", "title": "HR", "environments": ["env_a", "env_b"]},
+    {"name": "ops", "title": "Ops", "environments": ["env_b"]},
+]
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 LABEL = "org.nocobase-multienv.test"
 OFFLINE = yaml.safe_load((REPO / "inventories" / "offline" / "group_vars" / "all" / "images.yml").read_text())
 
@@ -47,6 +56,17 @@ def _ungrantable_capabilities():
     bounding = next(int(line.split()[1], 16) for line in Path("/proc/self/status").read_text().splitlines()
                     if line.startswith("CapBnd:"))
     return [CAPABILITIES[bit] for bit in range(min(last + 1, len(CAPABILITIES))) if not bounding >> bit & 1]
+
+
+def get(address, port, path):
+    """(HTTP status or None, body or the error) of a GET, without any proxy of the environment."""
+    try:
+        with _OPENER.open("http://%s:%d%s" % (address, port, path), timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError as exc:
+        return None, str(exc)
 
 
 def docker(*args, check=True, timeout=120, **kwargs):
@@ -141,7 +161,8 @@ class DockerHosts:
 
 class MultiHostPlatform:
     """The platform of inventories/multihost's layout on four DockerHosts: Redis and PostgreSQL on
-    host 1, the supervisor and the proxy on host 2, worker env_a on host 3 and env_b on host 4."""
+    host 1, the supervisor and the proxy on host 2, worker env_a on host 3 and env_b on host 4 (on
+    three hosts, env_b on host 2)."""
 
     PORTS = {"redis": 6379, "postgres": 5432, "supervisor": 14000, "proxy": 13000, "worker": 15000}
 
@@ -153,18 +174,19 @@ class MultiHostPlatform:
         self.secrets = self.root / "secrets"
         self.inventory = self.root / "inventory"
         address = [hosts.addresses[host] for host in hosts.hosts]
-        self.data, self.entry, self.dock_a, self.dock_b = address
+        self.data, self.entry, self.dock_a = address[:3]
+        self.dock_b = address[3] if len(address) > 3 else self.entry
         self.workers = {"worker_a": ("env_a", self.dock_a), "worker_b": ("env_b", self.dock_b)}
         self.worker_state = {"worker_a": "present", "worker_b": "present"}
 
-    def write_inventory(self):
-        # Only where each host is: the cross-host addresses (published ports, Redis and PostgreSQL for
-        # the nodes and the controller, the workers' URLs) are derived from ansible_host.
+    def groups(self):
+        """The inventory's groups. Only where each host is: the cross-host addresses (published ports, Redis
+        and PostgreSQL for the nodes and the controller, the workers' URLs) are derived from ansible_host."""
         workers = {}
         for host, (environment, address) in self.workers.items():
             workers[host] = {"ansible_host": address, "worker_environment": environment,
                              "worker_state": self.worker_state[host], "worker_published_port": self.PORTS["worker"]}
-        hosts = {"all": {"children": {
+        return {
             "nocobase_redis": {"hosts": {"redis": {"ansible_host": self.data}}},
             "nocobase_postgres": {"hosts": {"postgres": {"ansible_host": self.data,
                                                          "postgres_published_port": self.PORTS["postgres"]}}},
@@ -173,31 +195,44 @@ class MultiHostPlatform:
             "nocobase_workers": {"hosts": workers},
             "nocobase_proxy": {"hosts": {"proxy": {"ansible_host": self.entry,
                                                    "proxy_published_port": self.PORTS["proxy"]}}},
-        }}}
-        group_vars = self.inventory / "group_vars" / "all"
-        group_vars.mkdir(parents=True, exist_ok=True)
-        (self.inventory / "hosts.yml").write_text(yaml.safe_dump(hosts))
-        (group_vars / "images.yml").write_text(yaml.safe_dump(OFFLINE))
-        (group_vars / "connection.yml").write_text(yaml.safe_dump(self.hosts.connection()))
-        (group_vars / "platform.yml").write_text(yaml.safe_dump({
+        }
+
+    def settings(self):
+        """The platform's settings: the stand-in, short agent timings, a teardown that leaves nothing."""
+        return {
+            **STANDIN_SETTINGS,
             "nocobase_platform": self.name,
-            "nocobase_image": STANDIN_IMAGE,
             "nocobase_secrets_dir": str(self.secrets),
             "nocobase_redis_published_port": self.PORTS["redis"],
-            "nocobase_stale_after": 8,
-            "nocobase_teardown_volumes": True,
-            "nocobase_teardown_secrets": True,
-            "nocobase_extra_env": {"STANDIN_START_SECONDS": "1"},
-            "worker_agent_heartbeat_interval": 1,
-            "worker_agent_extra_env": {"AGENT_HEALTH_SECONDS": "0.5", "AGENT_LOCK_TTL_MS": "3000",
-                                       "AGENT_RECLAIM_IDLE_MS": "2000"},
             "apps_list": self.apps,
-            "apps_wait_timeout": 120,
-        }))
+        }
+
+    def write_inventory(self):
+        group_vars = self.inventory / "group_vars" / "all"
+        group_vars.mkdir(parents=True, exist_ok=True)
+        (self.inventory / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": self.groups()}}))
+        (group_vars / "images.yml").write_text(yaml.safe_dump(OFFLINE))
+        (group_vars / "connection.yml").write_text(yaml.safe_dump(self.hosts.connection()))
+        (group_vars / "platform.yml").write_text(yaml.safe_dump(self.settings()))
 
     def playbook(self, playbook, *args, check=True, timeout=900):
         self.write_inventory()
         return run_playbook([self.inventory], playbook, *args, check=check, timeout=timeout)
+
+    def labelled(self, host, kind):
+        """The names of the platform's containers or volumes on `host`'s engine."""
+        args = ["ps", "-a", "--format", "{{.Names}}"] if kind == "container" else ["volume", "ls", "-q"]
+        listed = self.hosts.inner(host, *args, "--filter", "label=org.nocobase.multienv.platform=" + self.name).stdout
+        return sorted(listed.split())
+
+    def assert_torn_down(self):
+        """No container, volume or network of the platform on any host, and no secrets directory."""
+        for host in self.hosts.hosts:
+            assert self.labelled(host, "container") == [], host
+            assert self.labelled(host, "volume") == [], host
+            networks = self.hosts.inner(host, "network", "ls", "--format", "{{.Name}}").stdout.split()
+            assert not [network for network in networks if network.startswith(self.name)], (host, networks)
+        assert not self.secrets.exists()
 
     @property
     def redis_password(self):

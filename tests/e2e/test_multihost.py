@@ -9,42 +9,11 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 
 import redis
 from harness import recap_changed
 from helpers import wait_for
-from multihost import DockerHosts, MultiHostPlatform, host_images
-
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-APPS = [
-    {"name": "crm", "title": "CRM", "environments": ["env_a"]},
-    {"name": "hr", "title": "HR", "environments": ["env_a", "env_b"]},
-    {"name": "ops", "title": "Ops", "environments": ["env_b"]},
-]
-
-
-def _get(address, port, path):
-    try:
-        with _OPENER.open("http://%s:%d%s" % (address, port, path), timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except OSError as exc:
-        return None, str(exc)
-
-
-def _platform_containers(hosts, host, platform):
-    listed = hosts.inner(host, "ps", "-a", "--format", "{{.Names}}", "--filter",
-                         "label=org.nocobase.multienv.platform=%s" % platform.name).stdout
-    return sorted(listed.split())
-
-
-def _platform_volumes(hosts, host, platform):
-    listed = hosts.inner(host, "volume", "ls", "-q", "--filter",
-                         "label=org.nocobase.multienv.platform=%s" % platform.name).stdout
-    return sorted(listed.split())
+from multihost import APPS, DockerHosts, MultiHostPlatform, get, host_images
 
 
 def test_a_platform_over_four_docker_hosts_deploys_reruns_unchanged_scales_down_and_tears_down(tmp_path):
@@ -69,19 +38,19 @@ def test_a_platform_over_four_docker_hosts_deploys_reruns_unchanged_scales_down_
             dock_b: ["%s-agent-env_b" % name, "%s-worker-env_b" % name],
         }
         for host, containers in expected.items():
-            assert _platform_containers(hosts, host, platform) == containers, host
+            assert platform.labelled(host, "container") == containers, host
             ports = hosts.inner(host, "ps", "--format", "{{.Ports}}").stdout
             assert "0.0.0.0" not in ports and hosts.addresses[host] in ports, (host, ports)
 
         # Through the proxy on host 2, each app from the worker of its environment on host 3 or 4.
         proxy = platform.PORTS["proxy"]
-        assert _get(platform.entry, proxy, "/") == (200, "nocobase entry app\n")
+        assert get(platform.entry, proxy, "/") == (200, "nocobase entry app\n")
         for app, environment in (("crm", "env_a"), ("hr", "env_a"), ("ops", "env_b")):
-            status, body = _get(platform.entry, proxy, "/apps/%s/admin/" % app)
+            status, body = get(platform.entry, proxy, "/apps/%s/admin/" % app)
             assert status == 200, (app, body)
             assert body.startswith("app=%s environment=%s status=running" % (app, environment)), (app, body)
         # hr runs in both environments: env_b's worker on host 4 serves it too.
-        status, body = _get(platform.dock_b, platform.PORTS["worker"], "/apps/hr/admin/")
+        status, body = get(platform.dock_b, platform.PORTS["worker"], "/apps/hr/admin/")
         assert status == 200 and body.startswith("app=hr environment=env_b status=running"), body
 
         control = redis.Redis(host=platform.data, port=platform.PORTS["redis"], password=platform.redis_password,
@@ -110,10 +79,10 @@ def test_a_platform_over_four_docker_hosts_deploys_reruns_unchanged_scales_down_
         started = time.monotonic()
         platform.playbook("workers.yml")
         timings["scale-down"] = time.monotonic() - started
-        assert _platform_containers(hosts, dock_b, platform) == []
+        assert platform.labelled(dock_b, "container") == []
         assert sorted(control.hgetall("nocobase:environments")) == ["env_a"]
-        assert _platform_containers(hosts, dock_a, platform) == expected[dock_a]
-        wait_for(lambda: _get(platform.entry, proxy, "/apps/crm/admin/")[0] == 200, timeout=30, interval=0.5,
+        assert platform.labelled(dock_a, "container") == expected[dock_a]
+        wait_for(lambda: get(platform.entry, proxy, "/apps/crm/admin/")[0] == 200, timeout=30, interval=0.5,
                  what="crm still served through the proxy")
         control.close()
 
@@ -121,12 +90,7 @@ def test_a_platform_over_four_docker_hosts_deploys_reruns_unchanged_scales_down_
         started = time.monotonic()
         platform.playbook("teardown.yml")
         timings["teardown"] = time.monotonic() - started
-        for host in hosts.hosts:
-            assert _platform_containers(hosts, host, platform) == [], host
-            assert _platform_volumes(hosts, host, platform) == [], host
-            networks = hosts.inner(host, "network", "ls", "--format", "{{.Name}}").stdout.split()
-            assert not [network for network in networks if network.startswith(name)], (host, networks)
-        assert not platform.secrets.exists()
+        platform.assert_torn_down()
     finally:
         started = time.monotonic()
         hosts.remove()

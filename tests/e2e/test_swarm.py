@@ -1,16 +1,17 @@
 """Docker Swarm from the inventory: three Docker hosts (tests/e2e/multihost.py) made one swarm.
 
-The first part of running the platform on Docker Swarm (issue 11, item 3): playbooks/swarm.yml (the
-role nocobase.multienv.swarm) initialises the swarm on the Redis host's engine and joins the other two
-(check mode before that predicts it and makes nothing);
-with three managers (the group nocobase_swarm_managers) the other two are promoted; a rerun and a
-check-mode run change nothing, the join tokens never appear in a -v run's output, and the swarm carries what the platform's services will need (an overlay network, a Docker secret, a
-task placed on one inventory host's node, a port published on that host). swarm_state=absent takes
-every engine out again. The platform's containers are not yet deployed as swarm services.
+The swarm itself, for running the platform on Docker Swarm (issue 11, item 3): playbooks/swarm.yml
+(the role nocobase.multienv.swarm) initialises the swarm on the Redis host's engine and joins the
+other two (check mode before that predicts it and makes nothing); with three managers (the group
+nocobase_swarm_managers) the other two are promoted; a rerun and a check-mode run change nothing,
+the join tokens never appear in a -v run's output, and the swarm carries what the platform's
+services need (an overlay network, a Docker secret, a task placed on one inventory host's node, a
+port published on that host). swarm_state=absent takes every engine out again.
+tests/e2e/test_swarm_platform.py deploys the platform on such a swarm.
 
 The harness hosts' kernel may lack IPVS (a Firecracker guest here): the swarm then has no virtual IP
 load balancing and no routing mesh, so the check uses endpoint_mode dnsrr and a port published in
-host mode, as the platform's services will.
+host mode, as the platform's services do.
 """
 from __future__ import annotations
 

@@ -156,6 +156,9 @@ CASES = {
     "two supervisors": (
         {}, {}, {"nocobase_supervisor": {"supervisor_2": {"supervisor_published_port": 14001}}},
         ["group nocobase_supervisor has 2 hosts"]),
+    "worker replicas on docker": (
+        {}, {"worker_b": {"worker_replicas": 2}}, {},
+        ["worker_replicas 2 of worker_b needs nocobase_runtime swarm"]),
     "bad worker state": (
         {}, {"worker_b": {"worker_state": "gone"}}, {},
         ["worker_state 'gone' of worker_b must be present or absent"]),
@@ -254,3 +257,28 @@ def test_check_mode_on_a_new_platform_creates_nothing(tmp_path):
     for kind in ("container", "network", "volume"):
         assert docker_names(kind, platform) == [], "%s created in check mode" % kind
     assert not (tmp_path / "secrets").exists(), "check mode wrote the secrets it would generate"
+
+
+@pytest.mark.parametrize("playbook, extra", [
+    ("backup.yml", []), ("upgrade.yml", []),
+    ("restore.yml", ["-e", "nocobase_restore_from=20260101T000000Z", "-e", "nocobase_restore_confirm=true"]),
+])
+def test_operations_on_containers_by_name_refuse_the_swarm_runtime(playbook, extra, tmp_path):
+    """backup.yml, restore.yml and upgrade.yml run commands in containers by name: on nocobase_runtime
+    swarm they stop at once with a message that says so, and write nothing (no secret, no backup)."""
+    platform = "nbswr%s" % uuid.uuid4().hex[:8]
+    variables = dict(SECRETS, nocobase_platform=platform, nocobase_secrets_dir=str(tmp_path / "secrets"),
+                     nocobase_backup_dir=str(tmp_path / "backups"), nocobase_runtime="swarm")
+    write_layer(tmp_path / "layer", variables, {}, {})
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_PATH, ANSIBLE_NOCOLOR="1", NO_COLOR="1",
+               ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false")
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("ansible-playbook")), "playbooks/" + playbook, "--inventory",
+         "inventories/offline", "--inventory", str(tmp_path / "layer"), *extra],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-4000:]
+    assert "works on nocobase_runtime docker only" in " ".join(output.split()), output[-4000:]
+    assert not (tmp_path / "backups").exists() or not any((tmp_path / "backups").iterdir())
+    for kind in ("container", "network", "volume"):
+        assert docker_names(kind, platform) == [], kind

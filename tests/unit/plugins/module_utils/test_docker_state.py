@@ -38,6 +38,20 @@ def test_engine_state():
     assert state["images"] == {"redis:7": "sha256:r7", "nginx:latest": "sha256:n"}
 
 
+def test_a_swarm_task_container_is_listed_under_its_service_running_first():
+    def task(name, container_id, state):
+        return {"Names": ["/" + name], "Id": container_id, "State": state, "Status": "Up 1 minute (healthy)",
+                "Labels": {"com.docker.swarm.service.name": "nb-agent-env_a", "org.nocobase.multienv.role": "agent"}}
+
+    state = engine_state({"containers": [task("nb-agent-env_a.1.old", "c0", "exited"),
+                                         task("nb-agent-env_a.2.b", "c2", "running"),
+                                         task("nb-agent-env_a.1.a", "c1", "running")]})
+    assert list(state["containers"]) == ["nb-agent-env_a"]
+    agent = state["containers"]["nb-agent-env_a"]
+    assert (agent["id"], agent["service"], agent["role"], agent["running"]) == ("c1", "nb-agent-env_a", "agent", True)
+    assert engine_state(LISTING)["containers"]["nb-redis"]["service"] is None
+
+
 @pytest.mark.parametrize("image, reference", [
     ("nginx", "nginx:latest"), ("nginx:1.27", "nginx:1.27"), ("registry:5000/team/app", "registry:5000/team/app:latest"),
     ("app@sha256:abc", "app@sha256:abc")])

@@ -281,3 +281,23 @@ def test_on_swarm_every_service_is_reached_by_name_on_the_overlay_networks():
 def test_an_unknown_runtime_is_refused():
     _model, errors = model_and_errors({"nocobase_runtime": "kubernetes"})
     assert errors == ["nocobase_runtime 'kubernetes' must be one of docker, swarm"]
+
+
+@pytest.mark.parametrize("runtime, worker, expected", [
+    ("swarm", {"worker_replicas": 3, "worker_published_port": None, "worker_url": "http://b.example"}, None),
+    ("docker", {"worker_replicas": 1}, None),
+    ("docker", {"worker_replicas": 2, "worker_published_port": None, "worker_url": "http://b.example"},
+     "worker_replicas 2 of worker_b needs nocobase_runtime swarm"),
+    ("swarm", {"worker_replicas": 2}, "worker_replicas 2 of worker_b cannot go with worker_published_port"),
+    ("swarm", {"worker_replicas": 0}, "worker_replicas 0 of worker_b must be a whole number of at least 1"),
+    ("swarm", {"worker_replicas": "two"}, "worker_replicas 'two' of worker_b must be a whole number"),
+    ("swarm", {"worker_replicas": True}, "worker_replicas True of worker_b must be a whole number"),
+])
+def test_worker_replicas_need_swarm_and_no_published_port(runtime, worker, expected):
+    model, errors = model_and_errors({"nocobase_runtime": runtime}, {"worker_b": worker})
+    if expected is None:
+        assert errors == [] and model["workers"][1]["replicas"] == worker["worker_replicas"]
+    else:
+        assert [error for error in errors if error.startswith("worker_replicas")] == [
+            error for error in errors if error.startswith(expected)], errors
+        assert any(error.startswith(expected) for error in errors), errors

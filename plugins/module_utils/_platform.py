@@ -326,6 +326,8 @@ def preflight(settings, model):
                       % (s["nocobase_root_username"],))
 
     errors += _extra_env_errors(s, model)
+    if model["runtime"] == "swarm":
+        errors += _service_name_errors(model)
     supervisor = model["supervisor"]
     if len(model["supervisor_hosts"]) > 1:
         errors.append("group nocobase_supervisor has %d hosts (%s); a platform has exactly one supervisor"
@@ -480,6 +482,20 @@ def _replicas_errors(worker, where, runtime):
                 "on one node (leave the port unset; the proxy and the supervisor reach the worker by name)"
                 % (replicas, where)]
     return []
+
+
+def _service_name_errors(model):
+    """Docker Swarm: a service name has at most 63 characters, a task's hostname 64 (an agent's is its
+    service's name, '-' and its slot), so every service name of the platform has at most 60."""
+    names = [(model[service]["container"], service) for service in ("redis", "postgres", "proxy")]
+    if model["supervisor"]:
+        names.append((model["supervisor"]["container"], "the supervisor"))
+    for worker in model["workers"]:
+        if worker["state"] == "present":
+            names += [(worker["container"], "the worker of " + worker["host"]),
+                      (worker["agent_container"], "the agents of " + worker["host"])]
+    return ["the swarm service %r of %s has %d characters, more than 60: shorten nocobase_container_prefix or "
+            "worker_environment" % (name, what, len(name)) for name, what in names if len(name) > 60]
 
 
 def _extra_env_errors(settings, model):

@@ -301,3 +301,14 @@ def test_worker_replicas_need_swarm_and_no_published_port(runtime, worker, expec
         assert [error for error in errors if error.startswith("worker_replicas")] == [
             error for error in errors if error.startswith(expected)], errors
         assert any(error.startswith(expected) for error in errors), errors
+
+
+def test_on_swarm_a_service_name_longer_than_60_characters_is_refused():
+    environment = "env_" + "b" * 50
+    _model, errors = model_and_errors({"nocobase_runtime": "swarm"}, {"worker_b": {"worker_environment": environment}})
+    assert errors == ["the swarm service 'nocobase-worker-%s' of the worker of worker_b has 70 characters, more than 60: "
+                      "shorten nocobase_container_prefix or worker_environment" % environment,
+                      "the swarm service 'nocobase-agent-%s' of the agents of worker_b has 69 characters, more than "
+                      "60: shorten nocobase_container_prefix or worker_environment" % environment]
+    _model, errors = model_and_errors({}, {"worker_b": {"worker_environment": environment}})
+    assert errors == []  # container names on docker have no such limit

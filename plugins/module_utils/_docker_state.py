@@ -26,7 +26,8 @@ def image_reference(image):
 
 
 def engine_state(listing):
-    """{containers: {name: {...}}, volumes: {name: labels}, networks: [names], images: {reference: id}}.
+    """{containers: {name: {...}}, volumes: {name: labels}, networks: [names], images: {reference: id},
+    swarm: {state, node_id}}.
 
     A task container of a Docker Swarm service is listed under the service's name (its own name holds
     a slot and a task id that change), with `service` set: of the service's containers on this engine
@@ -66,11 +67,14 @@ def engine_state(listing):
         for tag in item.get("RepoTags") or []:
             if tag != "<none>:<none>":
                 images[tag] = item.get("Id")
+    swarm = (listing.get("host_info") or {}).get("Swarm") or {}
     return {
         "containers": containers,
         "volumes": {item["Name"]: item.get("Labels") or {} for item in listing.get("volumes") or []},
         "networks": sorted(item["Name"] for item in listing.get("networks") or []),
         "images": images,
+        # The engine as a Docker Swarm node: its state (active when it is one) and its node id.
+        "swarm": {"state": swarm.get("LocalNodeState") or "inactive", "node_id": swarm.get("NodeID") or ""},
     }
 
 

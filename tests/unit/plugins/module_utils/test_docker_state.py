@@ -36,6 +36,9 @@ def test_engine_state():
     assert state["volumes"] == {"nb-redis-data": {"a": "b"}}
     assert state["networks"] == ["nb", "nb-backend"]
     assert state["images"] == {"redis:7": "sha256:r7", "nginx:latest": "sha256:n"}
+    assert state["swarm"] == {"state": "inactive", "node_id": ""}
+    swarm = engine_state({"host_info": {"Swarm": {"LocalNodeState": "active", "NodeID": "n1"}}})["swarm"]
+    assert swarm == {"state": "active", "node_id": "n1"}
 
 
 def test_a_swarm_task_container_is_listed_under_its_service_running_first():

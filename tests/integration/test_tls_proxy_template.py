@@ -8,7 +8,10 @@ import json
 import pytest
 from test_playbooks import ansible_playbook
 
-from conftest import REPO
+
+
+RECORDS = [{"name": "crm", "proxyTarget": {"available": True, "url": "http://worker_a:13000"}},
+           {"name": "hr", "proxyTarget": {"available": False, "url": "http://worker_b:13000"}}]
 
 
 @pytest.fixture(scope="module")
@@ -18,9 +21,14 @@ def rendered(tmp_path_factory):
                 {"name": "tls443", "tls": True, "port": 443},
                 {"name": "maintenance", "tls": True, "port": 13443, "maintenance": "false"},
                 {"name": "maintenance_on", "tls": True, "port": 13443, "maintenance": True}]
+    return render_proxy_template(out, variants, RECORDS, "http://test-supervisor:13000")
+
+
+def render_proxy_template(out, variants, apps, supervisor_url):
+    """{variant name: the proxy configuration rendered by the role's template with these records}."""
     (out / "vars.json").write_text(json.dumps({
-        "test_template": str(REPO / "roles" / "proxy" / "templates" / "nocobase-proxy.conf.j2"),
-        "test_output_dir": str(out), "test_variants": variants}))
+        "test_output_dir": str(out), "test_variants": variants, "__proxy_apps": apps,
+        "__proxy_supervisor_url": supervisor_url, "__proxy_tls_container_dir": "/etc/nginx/conf.d/tls"}))
     run = ansible_playbook("proxy_template.yml", {"@": out / "vars.json"})
     assert run.returncode == 0, run.stdout + run.stderr
     return {variant["name"]: (out / (variant["name"] + ".conf")).read_text() for variant in variants}

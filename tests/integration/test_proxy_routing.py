@@ -1,0 +1,154 @@
+"""Which upstream each request form reaches, through nginx running the proxy role's rendered configuration.
+
+The configuration is rendered by the role's template (as in test_tls_proxy_template.py) with records
+whose upstreams are three echo servers in the same nginx container (127.0.0.1:9000 the supervisor,
+9001 env_a, 9002 env_b); each echo answers with its name and the request line it received. The
+table is NocoBase's app selection (docs/apps-and-proxy.md): the gateway's selectors in its order of
+precedence, then the forms of NocoBase's client.
+"""
+from __future__ import annotations
+
+import http.client
+import subprocess
+import time
+import uuid
+
+import pytest
+from test_tls_proxy_template import render_proxy_template
+
+from conftest import free_port
+
+IMAGE = "nocobase-multienv/nginx:offline"
+RECORDS = [
+    {"name": "crm", "proxyTarget": {"available": True, "url": "http://127.0.0.1:9001"}},
+    {"name": "hr", "proxyTarget": {"available": True, "url": "http://127.0.0.1:9002"}},
+    {"name": "ops", "proxyTarget": {"available": False, "url": "http://127.0.0.1:9002"}},
+]
+WS = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+      "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+
+# (request target, headers, the upstream that must answer). "unavailable" is the proxy's own 503.
+ROUTES = [
+    # Nothing selects an app: the supervisor, the entry app.
+    ("/", {}, "supervisor"),
+    ("/admin/", {}, "supervisor"),
+    ("/api/app:getInfo", {}, "supervisor"),
+    ("/ws", WS, "supervisor"),
+    ("/api/app:getInfo", {"X-App": "main"}, "supervisor"),  # the supervisor's own client
+    # The pages of an app (NocoBase's client routes /apps/<app>/ and /_app/<app>/).
+    ("/apps/crm/admin/", {}, "env_a"),
+    ("/apps/crm", {}, "env_a"),
+    ("/apps/crm?x=1", {}, "env_a"),
+    ("/apps/hr/signin", {}, "env_b"),
+    ("/_app/hr/admin/", {}, "env_b"),
+    ("/apps/crmx/admin/", {}, "supervisor"),  # no such app: the supervisor answers for it
+    ("/apps/Crm/admin/", {}, "supervisor"),
+    ("/apps/crm/admin/", {"X-App": "hr"}, "env_b"),  # the gateway's selectors win over the page path
+    # The X-App header (API requests of the client).
+    ("/api/app:getInfo", {"X-App": "crm"}, "env_a"),
+    ("/api/auth:signIn", {"X-App": "hr"}, "env_b"),
+    # The query parameter __appName (the client's WebSocket; the redirect of a local file), over X-App.
+    ("/ws?__appName=crm", WS, "env_a"),
+    ("/api/app:getInfo?__appName=hr", {"X-App": "crm"}, "env_b"),
+    ("/api/app:getInfo?foo=1&__appName=hr&bar=2", {}, "env_b"),
+    ("/storage/uploads/a1b2.png?__appName=crm", {}, "env_a"),
+    ("/apps/crm/admin/?__appName=hr", {}, "env_b"),
+    ("/api/app:getInfo?__appName=", {"X-App": "crm"}, "env_a"),  # empty: not given
+    ("/api/app:getInfo?my__appName=hr", {}, "supervisor"),  # another parameter
+    ("/api/app:getInfo?__appname=hr", {}, "supervisor"),  # NocoBase's query parser is case-sensitive
+    # The query parameter _app (the WebSocket of a page under /_app/<app>/).
+    ("/ws?_app=hr", WS, "env_b"),
+    ("/ws?__app=hr", WS, "supervisor"),
+    # The path /api/__app/<app>/, over __appName and X-App.
+    ("/api/__app/hr/app:getInfo", {}, "env_b"),
+    ("/api/__app/hr", {}, "env_b"),
+    ("/api/__app/hr?x=1", {}, "env_b"),
+    ("/api/__app/hr/app:getInfo?__appName=crm", {"X-App": "crm"}, "env_b"),
+    ("/api/__app/crm/app:getInfo", {"X-App": "hr"}, "env_a"),
+    # The file access path /files/<app>/<data source>/<collection>/<id>, over everything.
+    ("/files/hr/main/attachments/1.png", {}, "env_b"),
+    ("/files/hr/main/attachments/1.png?__appName=crm", {"X-App": "crm"}, "env_b"),
+    ("/files/crm/main/attachments/7.pdf?preview=1", {}, "env_a"),
+    # A selector that is given but names no possible app selects none: the supervisor, as NocoBase's
+    # gateway would take the name and not find the app.
+    ("/api/app:getInfo", {"X-App": "../crm"}, "supervisor"),
+    ("/apps/crm/admin/", {"X-App": "CRM"}, "supervisor"),
+    ("/api/app:getInfo?__appName=cr%6D", {"X-App": "crm"}, "supervisor"),
+    ("/api/__app/Hr/app:getInfo?__appName=crm", {}, "supervisor"),
+    ("/files/..%2Fhr/main/attachments/1.png", {"X-App": "crm"}, "supervisor"),
+    # An app whose environment does not answer.
+    ("/api/__app/ops/app:getInfo", {}, "unavailable"),
+    ("/ws?__appName=ops", WS, "unavailable"),
+]
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory):
+    if subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True, check=False).returncode:
+        pytest.fail("%s is missing: tools/setup.sh --offline-images builds it" % IMAGE)
+    out = tmp_path_factory.mktemp("proxy-routing")
+    render_proxy_template(out, [{"name": "nocobase", "tls": False, "port": 13443}], RECORDS, "http://127.0.0.1:9000")
+    conf = out / "conf.d"
+    conf.mkdir()
+    (out / "nocobase.conf").rename(conf / "nocobase.conf")
+    (conf / "echo.conf").write_text(_echo_servers())
+    name, port = "nbroute-" + uuid.uuid4().hex[:8], free_port()
+    subprocess.run(["docker", "run", "-d", "--name", name, "--network", "bridge", "-p", "127.0.0.1:%d:80" % port,
+                    "-v", "%s:/etc/nginx/conf.d:ro" % conf, IMAGE], check=True, capture_output=True, timeout=60)
+    try:
+        deadline = time.monotonic() + 30
+        while _request(port, "/__nocobase_proxy_health", {}, quiet=True) != (200, "ok"):
+            if time.monotonic() > deadline:
+                logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True, check=False)
+                pytest.fail("nginx did not answer in 30 s:\n%s%s" % (logs.stdout, logs.stderr))
+            time.sleep(0.2)
+        yield name, port
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False, timeout=60)
+
+
+def _echo_servers():
+    servers = []
+    for upstream, port in (("supervisor", 9000), ("env_a", 9001), ("env_b", 9002)):
+        servers.append("server {\n    listen 127.0.0.1:%d;\n    default_type text/plain;\n"
+                       '    return 200 "%s $request_uri upgrade=$http_upgrade\\n";\n}\n' % (port, upstream))
+    return "\n".join(servers)
+
+
+def _request(port, target, headers, quiet=False):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", target, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read().decode().strip()
+    except OSError:
+        if quiet:
+            return None
+        raise
+    finally:
+        connection.close()
+
+
+def _route_id(route):
+    target, headers, dummy = route
+    return " ".join([target] + (["websocket"] if headers is WS else ["%s: %s" % item for item in headers.items()]))
+
+
+@pytest.mark.parametrize(("target", "headers", "upstream"), ROUTES, ids=[_route_id(route) for route in ROUTES])
+def test_each_request_form_reaches_the_upstream_nocobase_would_select(proxy, target, headers, upstream):
+    dummy, port = proxy
+    status, body = _request(port, target, headers)
+    if upstream == "unavailable":
+        assert status == 503 and "is unavailable" in body, (status, body)
+        return
+    assert status == 200, (status, body)
+    # The upstream got the request as the browser sent it: the same target, the WebSocket upgrade kept.
+    assert body == "%s %s upgrade=%s" % (upstream, target, headers.get("Upgrade", "")), body
+
+
+def test_the_access_log_names_the_app_and_the_upstream(proxy):
+    name, port = proxy
+    assert _request(port, "/ws?__appName=hr", WS)[0] == 200
+    log = subprocess.run(["docker", "logs", name], capture_output=True, text=True, check=True, timeout=30).stdout
+    [line] = [line for line in log.splitlines() if '"GET /ws?__appName=hr HTTP/1.1"' in line][-1:]
+    assert " app=hr upstream=http://127.0.0.1:9002 upstream_addr=127.0.0.1:9002" in line, line

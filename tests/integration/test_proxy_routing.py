@@ -111,7 +111,8 @@ def _echo_servers():
     servers = []
     for upstream, port in (("supervisor", 9000), ("env_a", 9001), ("env_b", 9002)):
         servers.append("server {\n    listen 127.0.0.1:%d;\n    default_type text/plain;\n"
-                       '    return 200 "%s $request_uri upgrade=$http_upgrade\\n";\n}\n' % (port, upstream))
+                       '    return 200 "%s $request_uri upgrade=$http_upgrade host=$http_host '
+                       'forwarded=$http_x_forwarded_host,$http_x_forwarded_proto\\n";\n}\n' % (port, upstream))
     return "\n".join(servers)
 
 
@@ -142,8 +143,11 @@ def test_each_request_form_reaches_the_upstream_nocobase_would_select(proxy, tar
         assert status == 503 and "is unavailable" in body, (status, body)
         return
     assert status == 200, (status, body)
-    # The upstream got the request as the browser sent it: the same target, the WebSocket upgrade kept.
-    assert body == "%s %s upgrade=%s" % (upstream, target, headers.get("Upgrade", "")), body
+    # The upstream got the request as the browser sent it: the same target, the WebSocket upgrade kept,
+    # and the host with its port (NocoBase checks a sign-in's Origin against it).
+    host = "127.0.0.1:%d" % port
+    assert body == "%s %s upgrade=%s host=%s forwarded=%s,http" % (
+        upstream, target, headers.get("Upgrade", ""), host, host), body
 
 
 def test_the_access_log_names_the_app_and_the_upstream(proxy):

@@ -2,18 +2,20 @@
 # Everything the deploy and test commands need on a fresh Debian 12 machine, installed idempotently:
 # Debian packages, the Python venv (.venv) from requirements.txt, this collection on Ansible's
 # collection path, a running Docker engine and, with --offline-images, the local images (real
-# NocoBase among them); with --oldest-core, the venv of the oldest supported ansible-core (.venv-oldest).
+# NocoBase among them); with --oldest-core, the venv of the oldest supported ansible-core (.venv-oldest);
+# with --browser, Debian's Chromium and its driver (the browser tests).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
-offline_images=false oldest_core=false
+offline_images=false oldest_core=false browser=false
 for arg in "$@"; do
   case $arg in
     --offline-images) offline_images=true ;;
     --oldest-core) oldest_core=true ;;
+    --browser) browser=true ;;
     *) log "unknown option $arg"; exit 2 ;;
   esac
 done
@@ -21,8 +23,11 @@ done
 # Debian packages: redis-server (the module tests' real Redis), mmdebstrap (offline images),
 # git (sanity copies the tracked tree), openssh-client (the multi-host tests reach their Docker
 # hosts over SSH), python3-venv.
+# With --browser: chromium and chromium-driver (the browser tests drive Debian's Chromium).
+commands=(redis-server:redis-server mmdebstrap:mmdebstrap git:git curl:curl ssh:openssh-client ssh-keygen:openssh-client)
+$browser && commands+=(chromium:chromium chromedriver:chromium-driver)
 missing=()
-for pair in redis-server:redis-server mmdebstrap:mmdebstrap git:git curl:curl ssh:openssh-client ssh-keygen:openssh-client; do
+for pair in "${commands[@]}"; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair##*:}")
 done
 python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)

@@ -15,9 +15,10 @@ from datetime import datetime
 
 import pytest
 import yaml
+from browser import Browser
 from harness import Platform, recap_changed
 
-from conftest import REPO
+from conftest import REPO, free_port
 
 IMAGE = "nocobase-multienv/nocobase:offline"
 APPS = [
@@ -79,6 +80,104 @@ def test_the_apps_answer_as_themselves_through_the_proxy(real):
     assert status == 200 and json.loads(body)["data"]["version"] == VERSION  # the supervisor
 
 
+# What a person opens through the proxy: (app, path under the proxy, the environment whose node must serve it).
+# crm runs in env_a and env_b and is served from env_a, its first (proxy) environment.
+PAGES = [("main", "", None), ("crm", "apps/crm/", "env_a"), ("hr", "apps/hr/", "env_b")]
+SCREENSHOTS = REPO / ".cache" / "screenshots"
+
+
+def sign_in_in_chromium(real, base, app, path, insecure_tls=False):
+    """Open <base><path>admin/ in Chromium, sign in as root, check what the person sees and what the page
+    did on the network; the browser, still open, for more."""
+    browser = Browser(SCREENSHOTS / real.name, insecure_tls=insecure_tls)
+
+    def app_info_responses():
+        return [response for response in browser.responses() if response.url == base + "api/app:getInfo"]
+
+    try:
+        with browser.screenshot_on_failure("%s-%s" % (base.split(":")[0], app)):
+            browser.open(base + path + "admin/")
+            browser.wait(lambda: browser.find("input[type=password]"), 240, "%s: the sign-in page" % app)
+            assert browser.url == base + path + "signin?redirect=/admin/"
+            assert "not found" not in browser.text().lower(), browser.text()
+            before_sign_in = len(browser.responses())
+            browser.find("input[placeholder='Username/Email']")[0].send_keys("root@example.com")
+            browser.find("input[type=password]")[0].send_keys(real.root_password)
+            browser.find("button[type=submit]")[0].click()
+            browser.wait(lambda: browser.url == base + path + "admin/" and not browser.find("input[type=password]")
+                         and "No pages yet" in browser.text() and app_info_responses(), 240, "%s: the admin page" % app)
+            assert "not found" not in browser.text().lower(), browser.text()
+            # Signed in to this very app: the client keeps each app's token under the app's name.
+            token_key = "NOCOBASE_TOKEN" if app == "main" else "NOCOBASE_%s_TOKEN" % app.upper()
+            assert browser.driver.execute_script("return localStorage.getItem(arguments[0])", token_key), token_key
+            ours = [response for response in browser.responses() if response.url.startswith(base)]
+            refused = [response for index, response in enumerate(ours) if response.status >= 400
+                       and not (response.status == 401 and index < before_sign_in)]
+            assert not refused, refused
+            assert not [failed for failed in browser.failed_loads() if failed[0].startswith(base)]
+            # The page's own app:getInfo names the app: its API calls reached that app.
+            assert json.loads(browser.body(app_info_responses()[-1]))["data"]["name"] == app
+            sockets = [socket for socket in browser.websockets().values() if socket["url"].startswith(base.replace("http", "ws"))]
+            expected = base.replace("http", "ws") + "ws" + ("" if app == "main" else "?__appName=" + app)
+            assert sockets and {socket["url"] for socket in sockets} == {expected}, sockets
+            assert all(socket["status"] == 101 and not socket["closed"] for socket in sockets), sockets
+        return browser
+    except BaseException:
+        browser.close()
+        raise
+
+
+def assert_websockets_went_to_their_nodes(real, since):
+    """The proxy's access log (a WebSocket is logged when it closes): each app's /ws went to its own node."""
+    log = real.docker("logs", "--since", since, real.container("proxy")).stdout
+    upstreams = {}
+    for line in log.splitlines():
+        found = re.search(r'"GET /ws(?:\?__appName=(\w+))? HTTP/1.1" 101 .* upstream=(\S+) ', line)
+        if found:
+            upstreams.setdefault(found.group(1) or "main", set()).add(found.group(2))
+    environments = {env: json.loads(record) for env, record in real.redis().hgetall("nocobase:environments").items()}
+    conf = (real.root / "proxy" / "nocobase.conf").read_text()
+    supervisor = re.search(r'map \$nocobase_app \$nocobase_upstream \{\n    default "([^"]+)"', conf).group(1)
+    assert upstreams == {app: {environments[env].get("proxyUrl") or environments[env]["url"]} if env else {supervisor}
+                         for app, dummy, env in PAGES}, log[-3000:]
+
+
+def test_a_person_signs_in_to_the_supervisor_and_each_app_in_chromium(real):
+    since = real.docker("exec", real.container("proxy"), "date", "-u", "+%Y-%m-%dT%H:%M:%SZ").stdout.strip()
+    base = "http://127.0.0.1:%d/" % real.ports["proxy"]
+    for app, path, dummy in PAGES:
+        started = time.monotonic()
+        sign_in_in_chromium(real, base, app, path).close()
+        print("%s: signed in through the proxy in %.1f s" % (app, time.monotonic() - started))
+    assert_websockets_went_to_their_nodes(real, since)
+
+
+def test_an_attachment_uploaded_through_the_proxy_downloads_through_it(real):
+    """crm (in env_a and env_b): a file uploaded from the signed-in page opens from its link."""
+    base = "http://127.0.0.1:%d/" % real.ports["proxy"]
+    content = "uploaded through the proxy %s" % time.time()
+    browser = sign_in_in_chromium(real, base, "crm", "apps/crm/")
+    with browser, browser.screenshot_on_failure("attachment"):
+        browser.driver.set_script_timeout(60)
+        # As the client uploads: the API through the proxy, with the app's header and token.
+        uploaded = browser.driver.execute_async_script("""
+            const [content, done] = [arguments[0], arguments[arguments.length - 1]];
+            const form = new FormData();
+            form.append('file', new Blob([content], {type: 'text/plain'}), 'through-the-proxy.txt');
+            fetch('/api/attachments:create', {method: 'POST', body: form, headers: {
+                'X-App': 'crm', 'Authorization': 'Bearer ' + localStorage.getItem('NOCOBASE_CRM_TOKEN')}})
+              .then(r => r.json().then(body => done({status: r.status, body: body})), e => done({error: String(e)}));
+        """, content)
+        assert uploaded.get("status") == 200, uploaded
+        url = uploaded["body"]["data"]["url"]
+        assert url.startswith("/files/crm/"), url  # NocoBase's stable file URL of the app
+        # The person opens the file's link: the stable URL redirects to the local file of crm's node.
+        browser.open(base + url.lstrip("/"))
+        browser.wait(lambda: browser.text() == content, 60, "the file's content")
+        # ... to the local file, which only the query parameter __appName routes to crm's node.
+        assert browser.url == "%sstorage/uploads/%s?__appName=crm" % (base, uploaded["body"]["data"]["filename"])
+
+
 def test_every_environment_reports_the_real_version(real):
     records = real.redis().hgetall("nocobase:environments")
     for env in ("env_a", "env_b"):
@@ -119,3 +218,19 @@ def test_a_restarted_worker_brings_its_apps_back(real):
     for app in ("crm", "hr"):
         assert real.status(app, "env_b")["status"] == "running"
     assert app_info(real, "crm", port=real.ports["env_a"]) == (200, "crm")  # env_a untouched
+
+
+def test_over_https_every_page_signs_in_and_its_websocket_is_wss(real):
+    """Last: turns on proxy_tls (a generated certificate), as an operator would, with proxy.yml."""
+    port = free_port()
+    real.playbook("proxy.yml", "-e", json.dumps({"proxy_tls": True, "proxy_tls_published_port": port}))
+    since = real.docker("exec", real.container("proxy"), "date", "-u", "+%Y-%m-%dT%H:%M:%SZ").stdout.strip()
+    base = "https://127.0.0.1:%d/" % port
+    for app, path, dummy in PAGES:
+        sign_in_in_chromium(real, base, app, path, insecure_tls=True).close()
+    assert_websockets_went_to_their_nodes(real, since)
+    # A page opened over plain HTTP arrives at the same page over HTTPS.
+    with Browser(SCREENSHOTS / real.name, insecure_tls=True) as browser, browser.screenshot_on_failure("redirect"):
+        browser.open("http://127.0.0.1:%d/apps/hr/admin/" % real.ports["proxy"])
+        browser.wait(lambda: browser.find("input[type=password]"), 240, "hr's sign-in page over HTTPS")
+        assert browser.url == base + "apps/hr/signin?redirect=/admin/"

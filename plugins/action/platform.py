@@ -31,6 +31,7 @@ SETTINGS = (
     "nocobase_image_pull", "nocobase_extra_env", "nocobase_redis_host", "nocobase_postgres_host",
     "nocobase_control_redis_url", "nocobase_root_email", "nocobase_root_username", "nocobase_agent_image",
     "nocobase_redis_port", "nocobase_postgres_port", "nocobase_control_redis_host", "nocobase_runtime",
+    "nocobase_apps_runtime", "nocobase_agent_base_image",
 )
 ROLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "roles")
 

@@ -2,14 +2,17 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""The docker_engine_state, docker_image_reference and nodes_to_upgrade filters (documented in their .yml files)."""
+"""The docker_engine_state, docker_image_reference, docker_images_to_pull, docker_pull_failure and
+nodes_to_upgrade filters (documented in their .yml files)."""
 
 from __future__ import annotations
 
 from ansible_collections.nocobase.multienv.plugins.module_utils._docker_state import (
     engine_state,
     image_reference,
+    images_to_pull,
     nodes_to_upgrade,
+    pull_failure,
 )
 
 
@@ -24,4 +27,5 @@ def docker_image_reference(image):
 class FilterModule:
     def filters(self):
         return {"docker_engine_state": docker_engine_state, "docker_image_reference": docker_image_reference,
+                "docker_images_to_pull": images_to_pull, "docker_pull_failure": pull_failure,
                 "nodes_to_upgrade": nodes_to_upgrade}

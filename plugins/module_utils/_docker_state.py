@@ -78,6 +78,78 @@ def engine_state(listing):
     }
 
 
+def images_to_pull(listings, platform, pull):
+    """The images a Docker engine needs (the platform model's engine_images) and must be pulled
+    onto before anything changes, as nocobase_image_pull `pull` says: each {endpoint, host (the
+    inventory host its engine was read through), image, hosts (that need it), build, missing}.
+
+    `listings`: the results of the run's docker_host_info loop (each with the host as its item).
+    missing: the images the engine lacks (with never, those are listed to be reported, not pulled);
+    always: also every image a container runs (not a base the agent image is built from).
+    """
+    endpoints = platform.get("endpoints") or {}
+    read = {}
+    for listing in listings:
+        read.setdefault(endpoints[listing["item"]], (listing["item"], engine_state(listing)))
+    pulls = []
+    for endpoint, wanted in sorted((platform.get("engine_images") or {}).items()):
+        host, state = read.get(endpoint, (None, {}))
+        for entry in wanted:
+            missing = image_reference(entry["image"]) not in (state.get("images") or {})
+            if missing or pull == "always" and not entry["build"]:
+                pulls.append({"endpoint": endpoint, "host": host, "image": entry["image"], "hosts": entry["hosts"],
+                              "build": entry["build"], "missing": missing})
+    return pulls
+
+
+def pull_failure(pulls, results, pull, check_mode=False):
+    """What to tell when images an engine needs are not there: a message naming each image, the
+    engine and its hosts, and the fix; empty when every pull went through (or, in check mode, when
+    pulls would be tried). `results`: the results of the pull loop over `pulls`, in its order."""
+    if pull == "never":
+        failed = [(item, None) for item in pulls if item["missing"]]
+    elif check_mode:
+        failed = []
+    else:
+        failed = [(item, result.get("msg") or "no image came back") for item, result in zip(pulls, results)
+                  if not result.get("skipped") and not result.get("image")]
+    if not failed:
+        return ""
+    unchanged = "no container, network, volume or secret of the platform was made or changed"
+    if pull == "never":
+        lines = ["nocobase_image_pull is never and these images are not on the Docker engine that needs them; %s:"
+                 % unchanged]
+    else:
+        lines = ["These images could not be pulled onto the Docker engine that needs them: no registry is reachable "
+                 "from it (or the registry has no such image); %s:" % unchanged]
+    reasons = {_one_line(error) for dummy, error in failed if error}
+    for item, error in failed:
+        needed = ("to build the agent image of %s" if item["build"] else "for %s") % ", ".join(item["hosts"])
+        has_it = "" if item["missing"] else ", which has it"
+        lines.append("- %s %s, on the Docker engine at %s%s" % (item["image"], needed, item["endpoint"], has_it))
+        if error and len(reasons) > 1:
+            lines.append("  Docker: %s" % _one_line(error))
+    if len(reasons) == 1:
+        lines.append("Docker, for each: %s" % reasons.pop())
+    lines.append("Fix: deploy the locally built images with make deploy IMAGES=offline (inventories/offline, or a copy "
+                 "of it), or load or build each image on that engine (docker load, docker build -t IMAGE), or make a "
+                 "registry reachable from it; then run again.")
+    if pull == "always":
+        lines.append("nocobase_image_pull is always, which pulls every image each run, even one the engine has; "
+                     "missing pulls only the images an engine lacks.")
+    return "\n".join(lines)
+
+
+def _one_line(error):
+    """Docker's error on one line: the daemon's own words when the client wrapped them
+    ('... 500 Server Error for <API URL>: Internal Server Error ("<the daemon's words>")')."""
+    text = " ".join(str(error).split())
+    start, end = text.find('("'), text.rfind('")')
+    if 0 <= start < end:
+        text = text[start + 2:end]
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
 def container_is_current(state, name, spec_hash, image, want_running=True, want_healthy=False):
     """True when the container `name` carries `spec_hash`, runs the image `image` now names, and is
     running (and healthy) if asked: then nothing about it needs to change."""

@@ -232,9 +232,12 @@ def build(settings, groups, hosts):
     redis_hosts = list(groups.get("nocobase_redis", []))
     postgres_hosts = list(groups.get("nocobase_postgres", []))
     proxy_hosts = list(groups.get("nocobase_proxy", []))
-    # Every image the platform's containers run, and the agent's repository (its tags name recipes).
+    engine_images = _engine_images(settings, groups, hosts, endpoints)
+    # Every image the platform's containers run or are built from, and the agent's repository (its
+    # tags name recipes).
     images = {str(hosts[host][name]) for group, (dummy, names) in NODE_VARIABLES.items() for host in groups.get(group, [])
               for name in names if name.endswith("_image") and not _unset(hosts[host].get(name))}
+    images.update(entry["image"] for wanted in engine_images.values() for entry in wanted)
     images.add(str(settings["nocobase_agent_image"]))
     nodes = ([supervisor] if supervisor else []) + [w for w in workers if w["state"] != "absent"]
     redis = _service(settings, hosts, redis_hosts, "redis", settings["nocobase_redis_published_port"], nodes,
@@ -255,6 +258,7 @@ def build(settings, groups, hosts):
         "published_addresses": published_addresses,
         "multihost": multihost,
         "images": sorted(images),
+        "engine_images": engine_images,
         "supervisor": supervisor,
         "supervisor_hosts": supervisor_hosts,
         "workers": workers,
@@ -267,6 +271,37 @@ def build(settings, groups, hosts):
             "container": prefix + "-proxy",
         },
     }
+
+
+def _engine_images(settings, groups, hosts, endpoints):
+    """Docker engine -> the images it needs, each {image, hosts (whose containers run it, or whose
+    agent image is built from it), build (only built from: the agent's base image)}, by image.
+
+    Not the agent image itself: each worker's engine builds it. Not the images of absent workers.
+    """
+    needed = {}  # (endpoint, image) -> {"hosts": [...], "build": bool}
+
+    def need(host, image, build=False):
+        if _unset(image):
+            return
+        entry = needed.setdefault((endpoints[host], str(image)), {"hosts": [], "build": True})
+        entry["build"] = entry["build"] and build
+        if host not in entry["hosts"]:
+            entry["hosts"].append(host)
+
+    for group, (dummy, names) in NODE_VARIABLES.items():
+        for host in groups.get(group, []):
+            if group == "nocobase_workers" and hosts[host].get("worker_state") == "absent":
+                continue
+            for name in names:
+                if name.endswith("_image"):
+                    need(host, hosts[host].get(name))
+            if group == "nocobase_workers" and settings.get("nocobase_apps_runtime", "agent") == "agent":
+                need(host, settings.get("nocobase_agent_base_image"), build=True)
+    engine_images = {}
+    for (where, image), entry in sorted(needed.items()):
+        engine_images.setdefault(where, []).append(dict(entry, image=image))
+    return engine_images
 
 
 def _service(settings, hosts, service_hosts, name, published_port, nodes, endpoints, addresses, published_addresses,

@@ -58,9 +58,16 @@ platform:
       description: Inventory host -> the Docker engine its containers run on.
       type: dict
     images:
-      description: Every image the platform's containers run, and the repository of the agent image.
+      description: Every image the platform's containers run or the agent image is built from, and the repository of the agent image.
       type: list
       elements: str
+    engine_images:
+      description: >-
+        Docker engine -> the images it needs, by image: each C(image), C(hosts) (the inventory hosts whose
+        containers run it there, or whose agent image is built from it) and C(build) (true when it is only the
+        base of the agent image, built on the engine). The agent image itself is not listed: it is built, not
+        pulled.
+      type: dict
     supervisor:
       description: The supervisor node (host, database, published_port, container_port, container, image, volume, endpoint, extra_env), or null.
       type: dict

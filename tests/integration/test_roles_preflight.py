@@ -4,13 +4,17 @@
 - A bad inventory fails in preflight, with a message naming the variable, before any container,
   network or volume of the platform exists (playbooks/site.yml on inventories/offline with one
   inventory layer per case on top).
+- An image an engine lacks and cannot pull (no registry reachable) stops the deploy in the same way,
+  naming the image, its engine and the fix (IMAGES=offline); check mode names what it would pull.
 """
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -192,6 +196,27 @@ def write_layer(path, group_vars, host_vars, extra_hosts):
         (path / "host_vars" / ("%s.yml" % host)).write_text(yaml.safe_dump(variables))
 
 
+def run_playbook(playbook, layer, *args, timeout=300):
+    """ansible-playbook of this checkout's playbooks/`playbook` over inventories/offline and `layer`."""
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_PATH, ANSIBLE_NOCOLOR="1", NO_COLOR="1",
+               ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false")
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("ansible-playbook")), "playbooks/" + playbook, "--inventory",
+         "inventories/offline", "--inventory", str(layer), *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def remove_platform(platform):
+    """Whatever a failing test left behind of the platform (nothing should exist)."""
+    docker = shutil.which("docker")
+    for name in docker_names("container", platform):
+        subprocess.run([docker, "rm", "--force", name], capture_output=True, check=False, timeout=120)
+    for name in docker_names("network", platform):
+        subprocess.run([docker, "network", "rm", name], capture_output=True, check=False, timeout=60)
+    for name in docker_names("volume", platform):
+        subprocess.run([docker, "volume", "rm", name], capture_output=True, check=False, timeout=60)
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_preflight_fails_before_any_change(case, tmp_path):
     group_vars, host_vars, extra_hosts, expected = CASES[case]
@@ -204,13 +229,7 @@ def test_preflight_fails_before_any_change(case, tmp_path):
             del variables[name]  # "not set"
     write_layer(tmp_path / "layer", variables, host_vars, extra_hosts)
 
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_PATH, ANSIBLE_NOCOLOR="1", NO_COLOR="1",
-               ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false")
-    playbook = Path(sys.executable).with_name("ansible-playbook")
-    result = subprocess.run(
-        [str(playbook), "playbooks/site.yml", "--inventory", "inventories/offline",
-         "--inventory", str(tmp_path / "layer")],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    result = run_playbook("site.yml", tmp_path / "layer")
     output = result.stdout + result.stderr
     try:
         assert result.returncode != 0, output[-4000:]
@@ -225,14 +244,61 @@ def test_preflight_fails_before_any_change(case, tmp_path):
         if (tmp_path / "secrets").exists():
             assert oct((tmp_path / "secrets").stat().st_mode & 0o777) == "0o700"
     finally:
-        # Nothing should exist; remove whatever a failing test left behind.
-        docker = shutil.which("docker")
-        for name in docker_names("container", platform):
-            subprocess.run([docker, "rm", "--force", name], capture_output=True, check=False, timeout=120)
-        for name in docker_names("network", platform):
-            subprocess.run([docker, "network", "rm", name], capture_output=True, check=False, timeout=60)
-        for name in docker_names("volume", platform):
-            subprocess.run([docker, "volume", "rm", name], capture_output=True, check=False, timeout=60)
+        remove_platform(platform)
+
+
+# Images no registry has, and none is reachable for (the .invalid domain never resolves).
+UNPULLABLE = {"worker_b": "registry.invalid/nocobase/nocobase:0", "proxy": "registry.invalid/nocobase/nginx:0"}
+
+
+@pytest.mark.parametrize("pull", ["missing", "never"])
+def test_an_image_that_cannot_be_pulled_stops_the_deploy_before_any_change(pull, tmp_path):
+    """site.yml with images no engine has and no registry serves fails in the run's first setup,
+    naming each image, its engine and the fix (IMAGES=offline) as its last words before the recap:
+    no container, network, volume or secret of the platform is made. The offline images the engine
+    has are not pulled."""
+    platform = "nbreg%s" % uuid.uuid4().hex[:8]
+    write_layer(tmp_path / "layer", {"nocobase_platform": platform, "nocobase_secrets_dir": str(tmp_path / "secrets"),
+                                     "nocobase_image_pull": pull},
+                {"worker_b": {"worker_image": UNPULLABLE["worker_b"]}, "proxy": {"proxy_image": UNPULLABLE["proxy"]}}, {})
+    started = time.monotonic()
+    result = run_playbook("site.yml", tmp_path / "layer")
+    elapsed = time.monotonic() - started
+    print("nocobase_image_pull %s: site.yml stopped after %.1f s" % (pull, elapsed))
+    output = result.stdout + result.stderr
+    try:
+        assert result.returncode != 0, output[-4000:]
+        message = " ".join(result.stdout.split("PLAY RECAP")[0].rsplit("fatal:", 1)[-1].split())
+        for image in UNPULLABLE.values():
+            assert image + " for " in message, output[-4000:]
+        assert "for worker_b, on the Docker engine at localhost" in message
+        assert "make deploy IMAGES=offline" in message
+        assert ("no registry is reachable" if pull == "missing" else "nocobase_image_pull is never") in message
+        assert "nocobase-multienv/" not in message  # the offline images the engine has
+        for kind in ("container", "network", "volume"):
+            assert docker_names(kind, platform) == [], "%s created before the images were there" % kind
+        assert not (tmp_path / "secrets").exists(), "secrets generated before the images were there"
+        for image in UNPULLABLE.values():
+            assert subprocess.run(["docker", "image", "inspect", image], capture_output=True, check=False).returncode
+    finally:
+        remove_platform(platform)
+
+
+def test_check_mode_names_the_images_it_would_pull_and_pulls_none(tmp_path):
+    platform = "nbchp%s" % uuid.uuid4().hex[:8]
+    image = "registry.invalid/nocobase/redis:0"
+    write_layer(tmp_path / "layer", {"nocobase_platform": platform, "nocobase_secrets_dir": str(tmp_path / "secrets"),
+                                     "nocobase_image_pull": "missing", "redis_image": image}, {}, {})
+    result = run_playbook("infrastructure.yml", tmp_path / "layer", "--check")
+    output = result.stdout + result.stderr
+    try:
+        assert result.returncode == 0, output[-4000:]
+        assert re.search(r"changed: \[\w+ -> \w+\] => \(item=%s on localhost\)" % re.escape(image), output), output[-4000:]
+        assert subprocess.run(["docker", "image", "inspect", image], capture_output=True, check=False).returncode
+        for kind in ("container", "network", "volume"):
+            assert docker_names(kind, platform) == [], "%s created in check mode" % kind
+    finally:
+        remove_platform(platform)
 
 
 def test_check_mode_on_a_new_platform_creates_nothing(tmp_path):
@@ -242,13 +308,7 @@ def test_check_mode_on_a_new_platform_creates_nothing(tmp_path):
     platform = "nbchk%s" % uuid.uuid4().hex[:8]
     write_layer(tmp_path / "layer", {"nocobase_platform": platform, "nocobase_secrets_dir": str(tmp_path / "secrets"),
                                      "nocobase_image": "nocobase-multienv/nocobase-standin:offline"}, {}, {})
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_PATH, ANSIBLE_NOCOLOR="1", NO_COLOR="1",
-               ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false")
-    playbook = Path(sys.executable).with_name("ansible-playbook")
-    result = subprocess.run(
-        [str(playbook), "playbooks/site.yml", "--check", "--inventory", "inventories/offline",
-         "--inventory", str(tmp_path / "layer")],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
+    result = run_playbook("site.yml", tmp_path / "layer", "--check", timeout=600)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert "%s-worker-env_b would be created" % platform in output
@@ -270,12 +330,7 @@ def test_operations_on_containers_by_name_refuse_the_swarm_runtime(playbook, ext
     variables = dict(SECRETS, nocobase_platform=platform, nocobase_secrets_dir=str(tmp_path / "secrets"),
                      nocobase_backup_dir=str(tmp_path / "backups"), nocobase_runtime="swarm")
     write_layer(tmp_path / "layer", variables, {}, {})
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_PATH, ANSIBLE_NOCOLOR="1", NO_COLOR="1",
-               ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false")
-    result = subprocess.run(
-        [str(Path(sys.executable).with_name("ansible-playbook")), "playbooks/" + playbook, "--inventory",
-         "inventories/offline", "--inventory", str(tmp_path / "layer"), *extra],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    result = run_playbook(playbook, tmp_path / "layer", *extra)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-4000:]
     assert "works on nocobase_runtime docker only" in " ".join(output.split()), output[-4000:]

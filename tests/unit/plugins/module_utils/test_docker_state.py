@@ -8,7 +8,9 @@ from ansible_collections.nocobase.multienv.plugins.module_utils._docker_state im
     container_is_current,
     engine_state,
     image_reference,
+    images_to_pull,
     nodes_to_upgrade,
+    pull_failure,
     spec_hash,
 )
 
@@ -127,3 +129,92 @@ def test_nodes_to_upgrade_are_those_on_another_image_in_nocobase_order():
         "sup", "w_a", "w_b", "w_c", "w_d"]
     settled = {"nodes": [_node("sup", "nb:1"), _node("w_b", "nb:2", "env_b")]}
     assert nodes_to_upgrade(settled, engines) == []
+
+
+PLATFORM = {
+    "endpoints": {"redis": "10.0.0.10", "postgres": "10.0.0.10", "worker_a": "10.0.0.12"},
+    "engine_images": {
+        "10.0.0.10": [{"image": "postgres:16", "hosts": ["postgres"], "build": False},
+                      {"image": "redis:7", "hosts": ["redis"], "build": False}],
+        "10.0.0.12": [{"image": "nb:2", "hosts": ["worker_a"], "build": False},
+                      {"image": "python:3.12-slim", "hosts": ["worker_a"], "build": True}],
+    },
+}
+# The run's docker_host_info loop: one host per engine; 10.0.0.10 has redis:7, 10.0.0.12 its base image.
+LISTINGS = [dict(LISTING, item="postgres"),
+            {"item": "worker_a", "images": [{"Id": "sha256:p", "RepoTags": ["python:3.12-slim"]}]}]
+
+
+def _pulled(pulls):
+    return [(pull["host"], pull["image"], pull["missing"]) for pull in pulls]
+
+
+@pytest.mark.parametrize("pull, expected", [
+    ("missing", [("postgres", "postgres:16", True), ("worker_a", "nb:2", True)]),
+    ("never", [("postgres", "postgres:16", True), ("worker_a", "nb:2", True)]),  # to be reported
+    # always: what a container runs again, even where the engine has it; not the agent's base.
+    ("always", [("postgres", "postgres:16", True), ("postgres", "redis:7", False), ("worker_a", "nb:2", True)]),
+])
+def test_images_to_pull_are_those_each_engine_needs_and_lacks(pull, expected):
+    assert _pulled(images_to_pull(LISTINGS, PLATFORM, pull)) == expected
+
+
+def test_an_engine_with_every_image_pulls_nothing():
+    listings = [dict(LISTINGS[0], images=LISTING["images"] + [{"Id": "sha256:pg", "RepoTags": ["postgres:16"]}]),
+                dict(LISTINGS[1], images=LISTINGS[1]["images"] + [{"Id": "sha256:nb", "RepoTags": ["nb:2"]}])]
+    assert images_to_pull(listings, PLATFORM, "missing") == []
+    assert images_to_pull(listings, PLATFORM, "never") == []
+
+
+UNREACHABLE = ('Error pulling image nb:2 - 500 Server Error for http+docker://localhost/v1.41/images/create?tag=2&fromImage=nb: '
+               'Internal Server Error ("Get "https://registry-1.docker.io/v2/": dial tcp: lookup registry-1.docker.io: '
+               'no such host")')
+
+
+def test_a_failed_pull_names_the_image_the_engine_the_hosts_docker_s_reason_and_the_fix():
+    pulls = images_to_pull(LISTINGS, PLATFORM, "missing")
+    results = [{"changed": True, "image": {"Id": "sha256:pg"}}, {"changed": False, "msg": UNREACHABLE}]
+    message = pull_failure(pulls, results, "missing")
+    assert "no registry is reachable" in message
+    assert "- nb:2 for worker_a, on the Docker engine at 10.0.0.12" in message
+    assert "postgres:16" not in message  # it was pulled
+    assert 'Docker, for each: Get "https://registry-1.docker.io/v2/": dial tcp: lookup registry-1.docker.io: no such host' in message
+    assert "make deploy IMAGES=offline" in message
+    assert pull_failure(pulls, [results[0], results[0]], "missing") == ""
+
+
+def test_pull_failures_with_different_reasons_give_each_its_own():
+    pulls = images_to_pull(LISTINGS, PLATFORM, "missing")
+    message = pull_failure(pulls, [{"msg": "denied"}, {"msg": UNREACHABLE}], "missing")
+    assert "- postgres:16 for postgres, on the Docker engine at 10.0.0.10\n  Docker: denied\n" in message
+    assert "Docker, for each" not in message
+
+
+def test_never_reports_every_missing_image_even_in_check_mode():
+    pulls = images_to_pull(LISTINGS, PLATFORM, "never")
+    message = pull_failure(pulls, [], "never", check_mode=True)
+    assert message.startswith("nocobase_image_pull is never")
+    assert "- postgres:16 for postgres, on the Docker engine at 10.0.0.10" in message
+    assert "make deploy IMAGES=offline" in message and "Docker:" not in message and "Docker, for each" not in message
+
+
+def test_check_mode_pulls_nothing_so_reports_nothing():
+    pulls = images_to_pull(LISTINGS, PLATFORM, "missing")
+    assert pull_failure(pulls, [{"changed": True, "image": None}] * 2, "missing", check_mode=True) == ""
+    skipped = [{"skipped": True}] * 2  # a play of a run whose first play pulled
+    assert pull_failure(pulls, skipped, "missing") == ""
+
+
+def test_the_base_of_the_agent_image_is_named_as_such():
+    listings = [dict(LISTINGS[0], images=[]), dict(LISTINGS[1], images=[])]
+    pulls = images_to_pull(listings, PLATFORM, "never")
+    assert "- python:3.12-slim to build the agent image of worker_a, on the Docker engine at 10.0.0.12" in pull_failure(
+        pulls, [], "never")
+
+
+def test_always_says_which_images_the_engine_has_and_how_to_pull_only_the_missing():
+    pulls = images_to_pull(LISTINGS, PLATFORM, "always")
+    message = pull_failure(pulls, [{"msg": UNREACHABLE}] * len(pulls), "always")
+    assert "- redis:7 for redis, on the Docker engine at 10.0.0.10, which has it\n" in message
+    assert "- postgres:16 for postgres, on the Docker engine at 10.0.0.10\n" in message
+    assert "missing pulls only the images an engine lacks" in message

@@ -312,3 +312,38 @@ def test_on_swarm_a_service_name_longer_than_60_characters_is_refused():
                       "60: shorten nocobase_container_prefix or worker_environment" % environment]
     _model, errors = model_and_errors({}, {"worker_b": {"worker_environment": environment}})
     assert errors == []  # container names on docker have no such limit
+
+
+def test_each_docker_engine_lists_the_images_its_containers_run_and_the_agent_base():
+    """What each engine must have before anything changes: the images of the nodes it runs, the
+    base of the agent image it builds for its workers; not the agent image, not an absent worker's."""
+    model, errors = model_and_errors(
+        {"nocobase_agent_base_image": "python:3.12-slim", "nocobase_apps_runtime": "agent"},
+        remote(worker_a={"worker_image": "nb:2"}, worker_b={"worker_image": "nb:old", "worker_state": "absent",
+                                                            "worker_published_port": None},
+               supervisor={"supervisor_image": "nb:2"}, proxy={"proxy_image": "nginx:1"}, redis={"redis_image": "redis:7"},
+               postgres={"postgres_image": "postgres:16"}))
+    assert errors == []
+    assert model["engine_images"] == {
+        "10.0.0.10": [{"image": "postgres:16", "hosts": ["postgres"], "build": False},
+                      {"image": "redis:7", "hosts": ["redis"], "build": False}],
+        "10.0.0.11": [{"image": "nb:2", "hosts": ["supervisor"], "build": False},
+                      {"image": "nginx:1", "hosts": ["proxy"], "build": False}],
+        "10.0.0.12": [{"image": "nb:2", "hosts": ["worker_a"], "build": False},
+                      {"image": "python:3.12-slim", "hosts": ["worker_a"], "build": True}],
+    }
+    assert "python:3.12-slim" in model["images"]  # the engines are read for it
+
+
+def test_one_engine_lists_an_image_once_with_every_host_that_needs_it():
+    model, dummy = model_and_errors({"nocobase_agent_base_image": "nb:1", "nocobase_apps_runtime": "agent"},
+                                    {"supervisor": {"supervisor_image": "nb:1"}, "worker_b": {"worker_image": "nb:1"}})
+    assert model["engine_images"]["localhost"][0] == {"image": "nb:1", "hosts": ["supervisor", "worker_a", "worker_b"],
+                                                      "build": False}  # run by some: pulled as theirs
+    assert [entry["image"] for entry in model["engine_images"]["localhost"]] == [
+        "nb:1", "nocobase/nocobase:2.2.15", "postgres:16", "redis:7"]
+
+
+def test_the_plugin_runtime_builds_no_agent_image():
+    model, dummy = model_and_errors({"nocobase_agent_base_image": "python:3.12-slim", "nocobase_apps_runtime": "plugin"})
+    assert not [entry for entry in model["engine_images"]["localhost"] if entry["build"]]

@@ -52,6 +52,30 @@ def test_every_app_is_reached_through_the_proxy_in_its_environment(platform):
         assert body.startswith("app=%s environment=%s status=running" % (app, env)), (path, body)
 
 
+def sign_in_lines(output):
+    """The last task's output before the PLAY RECAP: where to sign in."""
+    last = output.split("PLAY RECAP")[0].rsplit("TASK [", 1)[1]
+    assert last.startswith("nocobase.multienv.proxy : Say where to sign in"), last
+    return [line.strip() for line in last.splitlines()[1:] if line.strip()]
+
+
+def test_the_deploy_ends_saying_where_to_sign_in_never_the_password(platform):
+    url = "http://127.0.0.1:%d/" % platform.ports["proxy"]
+    for run in (platform.cold, platform.playbook("site.yml", "--check")):
+        assert sign_in_lines(run.stdout) == [
+            "ok: [proxy] =>", "msg: |-",
+            "NocoBase is at " + url,
+            "Supervisor (the entry app) admin: %sadmin/" % url,
+            "App crm admin: %sapps/crm/admin/" % url,
+            "App hr admin: %sapps/hr/admin/" % url,
+            "Sign in as the root account root@example.com (username root).",
+            "Its password: in the file %s on the controller (cat it: it is never shown)" % (platform.secrets / "root_password"),
+        ], run.stdout[-3000:]
+        assert platform.root_password not in run.stdout + run.stderr
+    # What it names is where one signs in.
+    assert platform.get("/admin/")[0] == 200 and platform.get("/apps/crm/admin/")[0] == 200
+
+
 def test_the_status_playbook_shows_every_environment_and_app_and_writes_json(platform, tmp_path):
     status_file = tmp_path / "status.json"
     result = platform.playbook("status.yml", "-e", "nocobase_status_file=%s" % status_file)

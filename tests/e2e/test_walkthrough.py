@@ -36,9 +36,11 @@ def containers():
     return dict(line.split(" ", 1) for line in listing.stdout.splitlines())
 
 
+SECRETS = Path.home() / ".local/share/nocobase-multienv/secrets" / PLATFORM
+
+
 def environments():
-    secrets = Path.home() / ".local/share/nocobase-multienv/secrets" / PLATFORM
-    client = redis.Redis(host="127.0.0.1", port=16379, password=(secrets / "redis_password").read_text().strip(),
+    client = redis.Redis(host="127.0.0.1", port=16379, password=(SECRETS / "redis_password").read_text().strip(),
                          decode_responses=True, socket_timeout=10)
     return {name: json.loads(raw) for name, raw in client.hgetall("nocobase:environments").items()}
 
@@ -60,6 +62,13 @@ def test_readme_walkthrough(walkthrough):
 
     done = run_block(deploy)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
+    # Its last lines say where to sign in, with the file that holds the root password, never the password.
+    last = done.stdout.split("PLAY RECAP")[0].rsplit("TASK [", 1)[1]
+    for line in ("NocoBase is at http://127.0.0.1:13000/", "Supervisor (the entry app) admin: http://127.0.0.1:13000/admin/",
+                 "Sign in as the root account root@example.com (username root).",
+                 "Its password: in the file %s on the controller" % (SECRETS / "root_password")):
+        assert line in last, last
+    assert (SECRETS / "root_password").read_text().strip() not in done.stdout + done.stderr
     assert containers() == {name: "running" for name in (
         "nocobase-redis", "nocobase-postgres", "nocobase-supervisor", "nocobase-worker-env_a",
         "nocobase-worker-env_b", "nocobase-agent-env_a", "nocobase-agent-env_b", "nocobase-proxy")}
@@ -67,10 +76,13 @@ def test_readme_walkthrough(walkthrough):
 
     done = run_block(declare)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
+    assert "App crm admin: http://127.0.0.1:13000/apps/crm/admin/" in done.stdout.split("PLAY RECAP")[0].rsplit("TASK [", 1)[1]
 
     done = run_block(reach)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["data"]["name"] == "crm"  # real NocoBase's sub-app, through the proxy
+    info, signed_in = done.stdout.splitlines()
+    assert json.loads(info)["data"]["name"] == "crm"  # real NocoBase's sub-app, through the proxy
+    assert signed_in == "200"  # its root account, with the password of the secrets directory
 
     done = run_block(remove)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]

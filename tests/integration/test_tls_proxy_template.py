@@ -8,8 +8,6 @@ import json
 import pytest
 from test_playbooks import ansible_playbook
 
-
-
 RECORDS = [{"name": "crm", "proxyTarget": {"available": True, "url": "http://worker_a:13000"}},
            {"name": "hr", "proxyTarget": {"available": False, "url": "http://worker_b:13000"}}]
 

@@ -5,8 +5,8 @@
 
 Open-source NocoBase does not read our Redis keyspace (its multi-environment runtime is a closed
 plugin), so one agent runs beside each worker environment (docs/agent.md).  It is the consumer
-half of docs/protocol.md (consumer.py) with NocoBase's open-source multi-app manager behind it
-(nocobase_api.py):
+half of docs/protocol.md (consumer.py) with a backend that runs the worker's apps behind it
+(backend.py, the interface; nocobase_api.py, NocoBase's open-source multi-app manager):
 
 - it registers and heartbeats its environment only while the worker answers its health check
   (and accepts the platform's root account), with ``appVersion`` read from NocoBase;
@@ -48,7 +48,8 @@ from _keyspace import (  # noqa: E402
     is_version,
     now_ms,
 )
-from nocobase_api import AuthError, NocoBase, NocoBaseError, error_code, error_message  # noqa: E402
+from backend import AuthError, BackendError  # noqa: E402
+from nocobase_api import MultiAppManager  # noqa: E402
 
 import redis  # noqa: E402
 
@@ -171,13 +172,13 @@ def checked_app_record(app, record):
 class Agent:
     """One worker environment: health-gated registration, command consumption and resync."""
 
-    def __init__(self, settings, client=None, api=None):
+    def __init__(self, settings, client=None, backend=None):
         self.settings = settings
         s = settings
         tls = {"ssl_ca_certs": s.redis_tls_ca_file} if s.redis_tls_ca_file else {}
         self.client = client or redis.Redis.from_url(s.redis_url, decode_responses=True, socket_connect_timeout=5,
                                                      socket_timeout=15, health_check_interval=30, **tls)
-        self.api = api or NocoBase(s.nocobase_url, s.root_account, s.root_password, timeout=s.http_timeout)
+        self.backend = backend or MultiAppManager(s.nocobase_url, s.root_account, s.root_password, timeout=s.http_timeout)
         self.keys = Keyspace(s.key_prefix)
         self.stop_event = threading.Event()
         self.ready = threading.Event()  # NocoBase healthy and signed in, environment registered
@@ -201,11 +202,11 @@ class Agent:
 
     def check_once(self, last_beat):
         """One health poll; returns the time of the last heartbeat written."""
-        ok, detail = self.api.health()
+        ok, detail = self.backend.health()
         if ok:
             try:
                 if not self.ready.is_set():
-                    self.api.sign_in()  # a node installed with other credentials must not look available
+                    self.backend.sign_in()  # a node installed with other credentials must not look available
                     self.consumer.app_version = self._version()
                     self.consumer.register()
                     self.resync_needed.set()
@@ -216,7 +217,7 @@ class Agent:
                     return time.monotonic()
                 try:
                     version = self._version()
-                except NocoBaseError as exc:  # one failed read is no reason to pause the environment
+                except BackendError as exc:  # one failed read is no reason to pause the environment
                     self._problem("NocoBase did not say its version (%s): keeping %s" % (exc, self.consumer.app_version))
                     version = self.consumer.app_version
                 if version != self.consumer.app_version:
@@ -233,7 +234,7 @@ class Agent:
                 return last_beat
             except AuthError as exc:
                 detail = str(exc)
-            except NocoBaseError as exc:
+            except BackendError as exc:
                 detail = "NocoBase answered its health check but not %s" % exc
         if self.ready.is_set():
             LOG.warning("NocoBase not healthy (%s): heartbeats and commands pause", detail)
@@ -243,9 +244,9 @@ class Agent:
 
     def _version(self):
         """The version NocoBase reports, checked: it goes into the environment record."""
-        version = self.api.version()
+        version = self.backend.version()
         if not is_version(version):
-            raise NocoBaseError("app:getInfo reported %r, which is not a version" % (version[:80],))
+            raise BackendError("app:getInfo reported %r, which is not a version" % (version[:80],))
         return version
 
     def watch(self):
@@ -287,7 +288,7 @@ class Agent:
                 self.resync()
             except consumer_mod.ActionAborted:
                 return False
-            except (NocoBaseError, redis.RedisError, consumer_mod.ActionDeferred) as exc:
+            except (BackendError, redis.RedisError, consumer_mod.ActionDeferred) as exc:
                 LOG.warning("resync failed (%s); retrying", exc)
                 self.resync_needed.set()
                 return False
@@ -303,81 +304,75 @@ class Agent:
         """
         try:
             self._act(app, action, record)
-        except NocoBaseError as exc:
-            if (exc.status is None or exc.status >= 502) and not self.api.health()[0]:
+        except BackendError as exc:
+            if exc.unreachable and not self.backend.health()[0]:
                 self.ready.clear()  # the watch thread registers and resyncs again once it is healthy
                 raise consumer_mod.ActionDeferred("NocoBase does not answer: %s" % exc) from None
             raise
 
     def _act(self, app, action, record):
-        row = self.api.get_app(app)
+        here = self.backend.get_app(app)
         if action == "remove":
-            if row is not None:
-                self.api.destroy_app(app)  # keeps the app's database: a command never drops data
+            if here is not None:
+                self.backend.destroy_app(app)  # keeps the app's database: a command never drops data
             return
         title, cname, options = checked_app_record(app, record)
         if action == "stop":
-            if row is not None:
-                self._set_auto_start(app, row, False)
-                self.api.stop_app(app)
+            if here is not None:
+                # The worker restarts apps with auto_start itself: keep it equal to the wanted state.
+                if here.auto_start:
+                    self.backend.set_auto_start(app, False)
+                self.backend.stop_app(app)
                 self._wait_stopped(app)
             return
         if action == "create":
-            if row is None:
-                self.api.create_app(app, title, cname, dict(options, autoStart=False))
+            if here is None:
+                self.backend.create_app(app, title, cname, options, auto_start=False)
             return
         # start
-        if row is None:
+        if here is None:
             LOG.info("creating app %s in NocoBase", app)
-            self.api.create_app(app, title, cname, dict(options, autoStart=True))
+            self.backend.create_app(app, title, cname, options, auto_start=True)
         else:
-            self._set_auto_start(app, row, True)
-            # Only a settled, not running app gets applications:start: on a running app NocoBase
-            # runs upgrade and restart again, and on one that is booting the two interleave.
-            if row.get("status") in ("stopped", "error"):
-                self.api.start_app(app)
+            if not here.auto_start:
+                self.backend.set_auto_start(app, True)
+            # Only a settled, not running app gets started: on a running app NocoBase runs upgrade
+            # and restart again, and on one that is booting the two interleave.
+            if here.status in ("stopped", "error"):
+                self.backend.start_app(app)
         self._wait_running(app)
 
-    def _set_auto_start(self, app, row, value):
-        """NocoBase restarts apps with options.autoStart itself: keep it equal to the wanted state."""
-        current = row.get("options") if isinstance(row.get("options"), dict) else {}
-        if bool(current.get("autoStart")) != value:
-            self.api.update_app_options(app, dict(current, autoStart=value))
-
     def _wait_running(self, app):
-        """Until the sub-app answers app:getInfo as itself (the request also starts a lazy app)."""
+        """Until the app answers as itself (the look also starts an app the worker boots lazily)."""
         deadline = time.monotonic() + self.settings.start_timeout
         last = "no answer"
         while True:
             try:
-                status, body = self.api.app_info(app)
-            except NocoBaseError as exc:
-                if not self.api.health()[0]:
+                probe = self.backend.probe_app(app)
+            except BackendError as exc:
+                if not self.backend.health()[0]:
                     raise  # NocoBase itself is down: act() defers the command
                 last = str(exc)
             else:
-                data = body.get("data") if isinstance(body, dict) else None
-                if status == 200 and isinstance(data, dict) and data.get("name") == app:
+                if probe.state == "running":
                     return
-                code = error_code(body)
-                if code in ("APP_ERROR", "COMMAND_ERROR"):
-                    raise NocoBaseError("NocoBase reports %s for app %s: %s" % (code, app, error_message(body)),
-                                        status, code)
-                last = "HTTP %d %s" % (status, code or error_message(body))
+                if probe.state == "failed":
+                    raise BackendError(probe.detail)
+                last = probe.detail
             if time.monotonic() >= deadline:
-                raise NocoBaseError("app %s did not answer as itself within %.0f s (last answer: %s)"
-                                    % (app, self.settings.start_timeout, last))
+                raise BackendError("app %s did not answer as itself within %.0f s (last answer: %s)"
+                                   % (app, self.settings.start_timeout, last))
             if self.stop_event.wait(1.0):
                 raise consumer_mod.ActionAborted()
 
     def _wait_stopped(self, app):
         deadline = time.monotonic() + self.settings.stop_timeout
         while True:
-            row = self.api.get_app(app)
-            if row is None or row.get("status") in ("stopped", None):
+            here = self.backend.get_app(app)
+            if here is None or here.status in ("stopped", None):
                 return
             if time.monotonic() >= deadline:
-                raise NocoBaseError("app %s still %s after %.0f s" % (app, row.get("status"), self.settings.stop_timeout))
+                raise BackendError("app %s still %s after %.0f s" % (app, here.status, self.settings.stop_timeout))
             if self.stop_event.wait(1.0):
                 raise consumer_mod.ActionAborted()
 
@@ -411,21 +406,21 @@ class Agent:
                 wanted[name] = (status, record)
         if not wanted:
             return
-        rows = self.api.list_apps()
+        apps_here = self.backend.list_apps()
         for name, (status, record) in sorted(wanted.items()):
-            row = rows.get(name)
+            here = apps_here.get(name)
             try:
                 if status["status"] == "running":
-                    if row is not None and row.get("status") == "running":
+                    if here is not None and here.status == "running":
                         continue
                     LOG.info("resync: app %s runs here according to Redis; starting it", name)
                     self.act(name, "start", None, record)
-                elif row is not None and row.get("status") not in ("stopped", None):
+                elif here is not None and here.status not in ("stopped", None):
                     LOG.info("resync: app %s is stopped here according to Redis; stopping it", name)
                     self.act(name, "stop", None, record)
                 else:
                     continue
-            except (NocoBaseError, ValueError) as exc:
+            except (BackendError, ValueError) as exc:
                 self._write_status(name, "error", status.get("requestId"), "resync: %s" % exc)
                 continue
             self._write_status(name, status["status"], status.get("requestId"), "")

@@ -1,9 +1,10 @@
 # Copyright (c) nocobase.multienv contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The part of NocoBase's HTTP API the worker agent uses, with the standard library only.
+"""The agent's backend today (backend.Backend): NocoBase's HTTP API, with the standard library only.
 
-Open-source NocoBase 2.x with @nocobase/plugin-multi-app-manager enabled:
+Open-source NocoBase 2.x with @nocobase/plugin-multi-app-manager enabled (deprecated by NocoBase,
+docs/agent.md "The backend"):
 
 - ``GET  /api/__health_check``                  200 ``ok`` once the main app runs
 - ``GET  /api/app:getInfo``                     public; ``data.version``, ``data.name``
@@ -25,24 +26,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from backend import App, AuthError, Backend, BackendError, Probe
+
 LOG = logging.getLogger("agent.nocobase")
 
 # Pages of applications:list the agent reads at most (x PAGE_SIZE apps).
 PAGE_SIZE = 200
 MAX_PAGES = 100
-
-
-class NocoBaseError(Exception):
-    """A failed call, phrased for the operator: what was asked, the HTTP status, NocoBase's message."""
-
-    def __init__(self, message, status=None, code=None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-
-
-class AuthError(NocoBaseError):
-    """Sign-in refused: the node's root account does not accept the platform's credentials."""
 
 
 def error_message(body):
@@ -67,8 +57,9 @@ def error_code(body):
     return None
 
 
-class NocoBase:
-    """One NocoBase node, reached at base_url (e.g. ``http://nocobase-worker-env_a:13000``)."""
+class MultiAppManager(Backend):
+    """One NocoBase node, reached at base_url (e.g. ``http://nocobase-worker-env_a:13000``), whose apps
+    NocoBase's multi-app manager runs in the node's own process."""
 
     def __init__(self, base_url, account, password, timeout=10.0):
         self.base_url = base_url.rstrip("/")
@@ -82,7 +73,7 @@ class NocoBase:
     # ------------------------------------------------------------------ transport
 
     def request(self, method, path, body=None, params=None, headers=None, auth=True):
-        """(status, parsed body or text). Transport failures raise NocoBaseError (status None)."""
+        """(status, parsed body or text). Transport failures raise BackendError (status None)."""
         url = self.base_url + path
         if params:
             url += "?" + urllib.parse.urlencode(params)
@@ -101,7 +92,7 @@ class NocoBase:
         except urllib.error.HTTPError as exc:
             status, raw, new_token = exc.code, exc.read(), exc.headers.get("X-New-Token") if exc.headers else None
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise NocoBaseError("%s %s: %s" % (method, path, getattr(exc, "reason", exc))) from None
+            raise BackendError("%s %s: %s" % (method, path, getattr(exc, "reason", exc))) from None
         if new_token and auth:
             self._token = new_token  # NocoBase renews an expiring token in this header
         text = raw.decode("utf-8", "replace")
@@ -121,7 +112,7 @@ class NocoBase:
             raise AuthError("NocoBase at %s refused the root account %s (HTTP %d: %s): its database was installed "
                             "with other root credentials" % (self.base_url, self.account, status, error_message(body)),
                             status, error_code(body))
-        raise NocoBaseError("sign-in at %s failed (HTTP %s: %s)" % (self.base_url, status, error_message(body)),
+        raise BackendError("sign-in at %s failed (HTTP %s: %s)" % (self.base_url, status, error_message(body)),
                             status, error_code(body))
 
     def call(self, method, action, body=None, params=None):
@@ -134,7 +125,7 @@ class NocoBase:
             self.sign_in()
             status, answer = self.request(method, "/api/" + action, body, params)
         if not 200 <= status < 300:
-            raise NocoBaseError("%s failed (HTTP %d: %s)" % (action, status, error_message(answer)),
+            raise BackendError("%s failed (HTTP %d: %s)" % (action, status, error_message(answer)),
                                 status, error_code(answer))
         return answer.get("data") if isinstance(answer, dict) else answer
 
@@ -144,7 +135,7 @@ class NocoBase:
         """(ok, detail): ok only for 200 with the body ``ok``, as NocoBase's own CLI checks."""
         try:
             status, body = self.request("GET", "/api/__health_check", auth=False)
-        except NocoBaseError as exc:
+        except BackendError as exc:
             return False, str(exc)
         if status == 200 and isinstance(body, str) and body.strip().lower() == "ok":
             return True, "ok"
@@ -154,37 +145,46 @@ class NocoBase:
         status, body = self.request("GET", "/api/app:getInfo", auth=False)
         data = body.get("data") if isinstance(body, dict) else None
         if status != 200 or not isinstance(data, dict) or not isinstance(data.get("version"), str):
-            raise NocoBaseError("app:getInfo answered HTTP %d: %s" % (status, error_message(body)), status)
+            raise BackendError("app:getInfo answered HTTP %d: %s" % (status, error_message(body)), status)
         return data["version"]
 
     # ------------------------------------------------------------------ sub-apps
 
-    def get_app(self, name):
-        """The applications row of one app (with its ``status``), or None."""
+    def _row(self, name):
+        """The applications row of one app, or None."""
         rows = self.call("GET", "applications:list", params={"filter": json.dumps({"name": name}), "pageSize": 1})
         for row in rows or []:
             if isinstance(row, dict) and row.get("name") == name:
                 return row
         return None
 
+    def get_app(self, name):
+        row = self._row(name)
+        return None if row is None else _app(row)
+
     def list_apps(self):
-        """name -> applications row, every page (bounded by MAX_PAGES)."""
+        """name -> App, every page of applications:list (bounded by MAX_PAGES)."""
         out = {}
         for page in range(1, MAX_PAGES + 1):
             rows = self.call("GET", "applications:list", params={"page": page, "pageSize": PAGE_SIZE})
             for row in rows or []:
                 if isinstance(row, dict) and isinstance(row.get("name"), str):
-                    out[row["name"]] = row
+                    out[row["name"]] = _app(row)
             if not rows or len(rows) < PAGE_SIZE:
                 break
         return out
 
-    def create_app(self, name, title, cname, options):
+    def create_app(self, name, title, cname, options, auto_start):
+        # NocoBase restarts the apps with options.autoStart itself, and starts a new one with it.
         self.call("POST", "applications:create", {"name": name, "displayName": title or name, "cname": cname or None,
-                                                  "options": options})
+                                                  "options": dict(options, autoStart=auto_start)})
 
-    def update_app_options(self, name, options):
-        self.call("POST", "applications:update", {"options": options}, params={"filterByTk": name})
+    def set_auto_start(self, name, auto_start):
+        row = self._row(name)
+        options = row.get("options") if row is not None and isinstance(row.get("options"), dict) else {}
+        if bool(options.get("autoStart")) != auto_start:
+            self.call("POST", "applications:update", {"options": dict(options, autoStart=auto_start)},
+                      params={"filterByTk": name})
 
     def start_app(self, name):
         self.call("POST", "applications:start", params={"filterByTk": name})
@@ -195,6 +195,18 @@ class NocoBase:
     def destroy_app(self, name):
         self.call("POST", "applications:destroy", params={"filterByTk": name})
 
-    def app_info(self, name):
-        """(status, body) of the sub-app's own ``app:getInfo``; a request that may start it lazily."""
-        return self.request("GET", "/api/__app/%s/app:getInfo" % urllib.parse.quote(name, safe=""), auth=False)
+    def probe_app(self, name):
+        """The sub-app's own ``app:getInfo`` (the gateway starts a lazily booting app on it)."""
+        status, body = self.request("GET", "/api/__app/%s/app:getInfo" % urllib.parse.quote(name, safe=""), auth=False)
+        data = body.get("data") if isinstance(body, dict) else None
+        if status == 200 and isinstance(data, dict) and data.get("name") == name:
+            return Probe("running", "")
+        code = error_code(body)
+        if code in ("APP_ERROR", "COMMAND_ERROR"):
+            return Probe("failed", "NocoBase reports %s for app %s: %s" % (code, name, error_message(body)))
+        return Probe("pending", "HTTP %d %s" % (status, code or error_message(body)))
+
+
+def _app(row):
+    options = row.get("options") if isinstance(row.get("options"), dict) else {}
+    return App(row.get("status"), bool(options.get("autoStart")))

@@ -19,10 +19,23 @@ ENVIRONMENT_LABEL = "org.nocobase.multienv.environment"
 SERVICE_LABEL = "com.docker.swarm.service.name"  # Docker Swarm's own label on a task's container
 
 
+# How Docker Hub may be named in a reference; Docker lists its images without it.
+_DEFAULT_REGISTRY_PREFIXES = ("docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/")
+
+
 def image_reference(image):
-    """`image` as Docker lists it among an image's RepoTags: a reference without a tag is `:latest`."""
+    """`image` as Docker lists it among an image's RepoTags, or its RepoDigests for a digest: Docker
+    Hub's prefix dropped, a reference without a tag is `:latest`, a digest reference without its tag."""
+    for prefix in _DEFAULT_REGISTRY_PREFIXES:
+        if image.startswith(prefix):
+            image = image[len(prefix):]
+            break
+    if "@" in image:
+        repository, digest = image.split("@", 1)
+        path, slash, name = repository.rpartition("/")
+        return "%s%s%s@%s" % (path, slash, name.split(":", 1)[0], digest)
     name = image.rsplit("/", 1)[-1]
-    return image if ":" in name or "@" in image else image + ":latest"
+    return image if ":" in name else image + ":latest"
 
 
 def engine_state(listing):
@@ -64,8 +77,8 @@ def engine_state(listing):
         containers[service] = min(candidates, key=lambda candidate: candidate[:2])[2]
     images = {}
     for item in listing.get("images") or []:
-        for tag in item.get("RepoTags") or []:
-            if tag != "<none>:<none>":
+        for tag in (item.get("RepoTags") or []) + (item.get("RepoDigests") or []):
+            if tag not in ("<none>:<none>", "<none>@<none>"):
                 images[tag] = item.get("Id")
     swarm = (listing.get("host_info") or {}).get("Swarm") or {}
     return {

@@ -43,7 +43,11 @@ class Browser:
             options.add_argument(flag)
         options.add_argument("--user-data-dir=" + self.profile)
         options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-        self.driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        try:
+            self.driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        except BaseException:
+            shutil.rmtree(self.profile, ignore_errors=True)
+            raise
         self.driver.set_page_load_timeout(120)
         self.events = []
 
@@ -78,19 +82,27 @@ class Browser:
         return [element for element in self.driver.find_elements(By.CSS_SELECTOR, css) if element.is_displayed()]
 
     def screenshot(self, name):
+        """The page as a PNG in the artifacts directory; its path, or why there is none (a dead browser)."""
         self.artifacts.mkdir(parents=True, exist_ok=True)
         path = self.artifacts / (re.sub(r"[^A-Za-z0-9_.-]+", "_", name) + ".png")
-        self.driver.save_screenshot(str(path))
+        try:
+            self.driver.save_screenshot(str(path))
+        except WebDriverException as exc:
+            return "none (%s)" % exc.msg
         return path
 
     @contextlib.contextmanager
     def screenshot_on_failure(self, name):
-        """A failed check inside keeps a screenshot of the page and names it in the failure."""
+        """Any failure inside keeps a screenshot of the page and names it in the failure."""
         try:
             yield
-        except AssertionError as error:
+        except Exception as error:
             shot = self.screenshot("failed-" + name)
-            raise AssertionError("%s\n(at %s, screenshot %s)" % (error, self.url, shot)) from error
+            try:
+                url = self.url
+            except WebDriverException:
+                url = "?"
+            raise AssertionError("%s: %s\n(at %s, screenshot %s)" % (type(error).__name__, error, url, shot)) from error
 
     def wait(self, predicate, timeout, what):
         """Poll predicate (bounded); on time-out keep a screenshot and the page's text, and fail."""

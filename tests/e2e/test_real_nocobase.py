@@ -100,7 +100,7 @@ def sign_in_in_chromium(real, base, app, path, insecure_tls=False):
             browser.wait(lambda: browser.find("input[type=password]"), 240, "%s: the sign-in page" % app)
             assert browser.url == base + path + "signin?redirect=/admin/"
             assert "not found" not in browser.text().lower(), browser.text()
-            before_sign_in = len(browser.responses())
+            before_sign_in = {response.request_id for response in browser.responses()}
             browser.find("input[placeholder='Username/Email']")[0].send_keys("root@example.com")
             browser.find("input[type=password]")[0].send_keys(real.root_password)
             browser.find("button[type=submit]")[0].click()
@@ -111,8 +111,8 @@ def sign_in_in_chromium(real, base, app, path, insecure_tls=False):
             token_key = "NOCOBASE_TOKEN" if app == "main" else "NOCOBASE_%s_TOKEN" % app.upper()
             assert browser.driver.execute_script("return localStorage.getItem(arguments[0])", token_key), token_key
             ours = [response for response in browser.responses() if response.url.startswith(base)]
-            refused = [response for index, response in enumerate(ours) if response.status >= 400
-                       and not (response.status == 401 and index < before_sign_in)]
+            refused = [response for response in ours if response.status >= 400
+                       and not (response.status == 401 and response.request_id in before_sign_in)]
             assert not refused, refused
             assert not [failed for failed in browser.failed_loads() if failed[0].startswith(base)]
             # The page's own app:getInfo names the app: its API calls reached that app.
@@ -128,18 +128,29 @@ def sign_in_in_chromium(real, base, app, path, insecure_tls=False):
 
 
 def assert_websockets_went_to_their_nodes(real, since):
-    """The proxy's access log (a WebSocket is logged when it closes): each app's /ws went to its own node."""
-    log = real.docker("logs", "--since", since, real.container("proxy")).stdout
-    upstreams = {}
-    for line in log.splitlines():
-        found = re.search(r'"GET /ws(?:\?__appName=(\w+))? HTTP/1.1" 101 .* upstream=(\S+) ', line)
-        if found:
-            upstreams.setdefault(found.group(1) or "main", set()).add(found.group(2))
+    """The proxy's access log: each app's /ws went to its own node (a WebSocket is logged when it
+    closes, and Docker copies the log asynchronously, so the log is read until every app's is there)."""
     environments = {env: json.loads(record) for env, record in real.redis().hgetall("nocobase:environments").items()}
     conf = (real.root / "proxy" / "nocobase.conf").read_text()
     supervisor = re.search(r'map \$nocobase_app \$nocobase_upstream \{\n    default "([^"]+)"', conf).group(1)
-    assert upstreams == {app: {environments[env].get("proxyUrl") or environments[env]["url"]} if env else {supervisor}
-                         for app, dummy, env in PAGES}, log[-3000:]
+    expected = {app: {environments[env].get("proxyUrl") or environments[env]["url"]} if env else {supervisor}
+                for app, dummy, env in PAGES}
+
+    def websockets_logged():
+        log = real.docker("logs", "--since", since, real.container("proxy")).stdout
+        upstreams = {}
+        for line in log.splitlines():
+            found = re.search(r'"GET /ws(?:\?__appName=(\w+))? HTTP/1.1" 101 .* upstream=(\S+) ', line)
+            if found:
+                upstreams.setdefault(found.group(1) or "main", set()).add(found.group(2))
+        return upstreams, log
+
+    deadline = time.monotonic() + 30
+    upstreams, log = websockets_logged()
+    while set(upstreams) != set(expected) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        upstreams, log = websockets_logged()
+    assert upstreams == expected, log[-3000:]
 
 
 def test_a_person_signs_in_to_the_supervisor_and_each_app_in_chromium(real):

@@ -14,6 +14,7 @@ import time
 import uuid
 
 import pytest
+from helpers import wait_for
 from test_tls_proxy_template import render_proxy_template
 
 from conftest import free_port
@@ -56,9 +57,11 @@ ROUTES = [
     ("/api/app:getInfo?__appName=", {"X-App": "crm"}, "env_a"),  # empty: not given
     ("/api/app:getInfo?my__appName=hr", {}, "supervisor"),  # another parameter
     ("/api/app:getInfo?__appname=hr", {}, "supervisor"),  # NocoBase's query parser is case-sensitive
-    # The query parameter _app (the WebSocket of a page under /_app/<app>/).
+    # The query parameter _app (the WebSocket of a page under /_app/<app>/), under X-App, over the pages.
     ("/ws?_app=hr", WS, "env_b"),
     ("/ws?__app=hr", WS, "supervisor"),
+    ("/ws?_app=hr", {**WS, "X-App": "crm"}, "env_a"),
+    ("/apps/crm/admin/?_app=hr", {}, "env_b"),
     # The path /api/__app/<app>/, over __appName and X-App.
     ("/api/__app/hr/app:getInfo", {}, "env_b"),
     ("/api/__app/hr", {}, "env_b"),
@@ -76,6 +79,21 @@ ROUTES = [
     ("/api/app:getInfo?__appName=cr%6D", {"X-App": "crm"}, "supervisor"),
     ("/api/__app/Hr/app:getInfo?__appName=crm", {}, "supervisor"),
     ("/files/..%2Fhr/main/attachments/1.png", {"X-App": "crm"}, "supervisor"),
+    ("/api/app:getInfo?__appName=zzz", {"X-App": "crm"}, "supervisor"),  # a name, but no app of the platform
+    # Forms NocoBase decodes (qs.parse, url.parse) and nginx does not: never a lower selector's app.
+    ("/api/app:getInfo?%5F%5FappName=hr", {"X-App": "crm"}, "supervisor"),
+    ("/api/app:getInfo?__app%4Eame=hr", {"X-App": "crm"}, "supervisor"),
+    ("/api/app:getInfo?__appName[]=hr", {"X-App": "crm"}, "supervisor"),
+    ("/api/app:getInfo?__appName%5B%5D=hr", {"X-App": "crm"}, "supervisor"),
+    ("/api/app:getInfo?__appName=crm&__appName=hr", {}, "supervisor"),
+    ("/api/app:getInfo?__appName=hr&x=1&__appName=hr", {}, "supervisor"),
+    ("/api\\__app\\hr\\app:getInfo", {"X-App": "crm"}, "supervisor"),
+    ("/files\\hr\\main\\attachments\\1.png", {}, "supervisor"),
+    ("/apps/crm\\admin", {}, "supervisor"),
+    ("http://127.0.0.1/api/__app/hr/app:getInfo", {"X-App": "crm"}, "env_b"),  # nginx passes an absolute URI's path
+    # The host as the client wrote it, port or not; a client's own X-Forwarded-Host is replaced.
+    ("/api/app:getInfo", {"X-App": "crm", "Host": "nocobase.example.test"}, "env_a"),
+    ("/api/app:getInfo", {"X-App": "hr", "X-Forwarded-Host": "evil.example.test"}, "env_b"),
     # An app whose environment does not answer.
     ("/api/__app/ops/app:getInfo", {}, "unavailable"),
     ("/ws?__appName=ops", WS, "unavailable"),
@@ -143,16 +161,21 @@ def test_each_request_form_reaches_the_upstream_nocobase_would_select(proxy, tar
         assert status == 503 and "is unavailable" in body, (status, body)
         return
     assert status == 200, (status, body)
-    # The upstream got the request as the browser sent it: the same target, the WebSocket upgrade kept,
-    # and the host with its port (NocoBase checks a sign-in's Origin against it).
-    host = "127.0.0.1:%d" % port
+    # The upstream got the request as the browser sent it: the same target (an absolute URI as its path),
+    # the WebSocket upgrade kept, and the host with its port (NocoBase checks a sign-in's Origin against it).
+    host = headers.get("Host", "127.0.0.1" if target.startswith("http:") else "127.0.0.1:%d" % port)
+    path = "/" + target.split("/", 3)[3] if target.startswith("http:") else target
     assert body == "%s %s upgrade=%s host=%s forwarded=%s,http" % (
-        upstream, target, headers.get("Upgrade", ""), host, host), body
+        upstream, path, headers.get("Upgrade", ""), host, host), body
 
 
 def test_the_access_log_names_the_app_and_the_upstream(proxy):
     name, port = proxy
     assert _request(port, "/ws?__appName=hr", WS)[0] == 200
-    log = subprocess.run(["docker", "logs", name], capture_output=True, text=True, check=True, timeout=30).stdout
-    [line] = [line for line in log.splitlines() if '"GET /ws?__appName=hr HTTP/1.1"' in line][-1:]
+
+    def logged():  # Docker copies the log asynchronously
+        log = subprocess.run(["docker", "logs", name], capture_output=True, text=True, check=True, timeout=30).stdout
+        return [line for line in log.splitlines() if '"GET /ws?__appName=hr HTTP/1.1"' in line]
+
+    line = wait_for(logged, timeout=10, interval=0.2, what="the request in the access log")[-1]
     assert " app=hr upstream=http://127.0.0.1:9002 upstream_addr=127.0.0.1:9002" in line, line

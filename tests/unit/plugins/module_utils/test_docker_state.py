@@ -59,9 +59,21 @@ def test_a_swarm_task_container_is_listed_under_its_service_running_first():
 
 @pytest.mark.parametrize("image, reference", [
     ("nginx", "nginx:latest"), ("nginx:1.27", "nginx:1.27"), ("registry:5000/team/app", "registry:5000/team/app:latest"),
-    ("app@sha256:abc", "app@sha256:abc")])
+    ("app@sha256:abc", "app@sha256:abc"),
+    # Docker lists Docker Hub's images without the registry, and a digest without the tag.
+    ("docker.io/library/redis:7", "redis:7"), ("index.docker.io/library/redis", "redis:latest"),
+    ("docker.io/bitnami/redis:7", "bitnami/redis:7"), ("redis:7@sha256:abc", "redis@sha256:abc"),
+    ("registry:5000/team/app:1@sha256:abc", "registry:5000/team/app@sha256:abc")])
 def test_image_reference(image, reference):
     assert image_reference(image) == reference
+
+
+def test_an_image_is_found_by_its_digest_too():
+    listing = {"images": [{"Id": "sha256:i1", "RepoTags": ["redis:7"], "RepoDigests": ["redis@sha256:abc"]},
+                          {"Id": "sha256:i2", "RepoTags": ["<none>:<none>"], "RepoDigests": ["<none>@<none>"]}]}
+    images = engine_state(listing)["images"]
+    assert images == {"redis:7": "sha256:i1", "redis@sha256:abc": "sha256:i1"}
+    assert image_reference("docker.io/library/redis:7@sha256:abc") in images
 
 
 @pytest.mark.parametrize("name, spec_hash, image, running, healthy, current", [

@@ -1,30 +1,19 @@
 """Which upstream each request form reaches, through nginx running the proxy role's rendered configuration.
 
 The configuration is rendered by the role's template (as in test_tls_proxy_template.py) with records
-whose upstreams are three echo servers in the same nginx container (127.0.0.1:9000 the supervisor,
-9001 env_a, 9002 env_b); each echo answers with its name and the request line it received. The
+whose upstreams are three echo servers in the same nginx container (routing_proxy.py); each echo
+answers with its name and the request it received. The
 table is NocoBase's app selection (docs/apps-and-proxy.md): the gateway's selectors in its order of
 precedence, then the forms of NocoBase's client.
 """
 from __future__ import annotations
 
-import http.client
 import subprocess
-import time
-import uuid
 
 import pytest
 from helpers import wait_for
-from test_tls_proxy_template import render_proxy_template
+from routing_proxy import request, routing_proxy
 
-from conftest import free_port
-
-IMAGE = "nocobase-multienv/nginx:offline"
-RECORDS = [
-    {"name": "crm", "proxyTarget": {"available": True, "url": "http://127.0.0.1:9001"}},
-    {"name": "hr", "proxyTarget": {"available": True, "url": "http://127.0.0.1:9002"}},
-    {"name": "ops", "proxyTarget": {"available": False, "url": "http://127.0.0.1:9002"}},
-]
 WS = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
       "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
 
@@ -102,50 +91,8 @@ ROUTES = [
 
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory):
-    if subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True, check=False).returncode:
-        pytest.fail("%s is missing: tools/setup.sh --offline-images builds it" % IMAGE)
-    out = tmp_path_factory.mktemp("proxy-routing")
-    render_proxy_template(out, [{"name": "nocobase", "tls": False, "port": 13443}], RECORDS, "http://127.0.0.1:9000")
-    conf = out / "conf.d"
-    conf.mkdir()
-    (out / "nocobase.conf").rename(conf / "nocobase.conf")
-    (conf / "echo.conf").write_text(_echo_servers())
-    name, port = "nbroute-" + uuid.uuid4().hex[:8], free_port()
-    subprocess.run(["docker", "run", "-d", "--name", name, "--network", "bridge", "-p", "127.0.0.1:%d:80" % port,
-                    "-v", "%s:/etc/nginx/conf.d:ro" % conf, IMAGE], check=True, capture_output=True, timeout=60)
-    try:
-        deadline = time.monotonic() + 30
-        while _request(port, "/__nocobase_proxy_health", {}, quiet=True) != (200, "ok"):
-            if time.monotonic() > deadline:
-                logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True, check=False)
-                pytest.fail("nginx did not answer in 30 s:\n%s%s" % (logs.stdout, logs.stderr))
-            time.sleep(0.2)
-        yield name, port
-    finally:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False, timeout=60)
-
-
-def _echo_servers():
-    servers = []
-    for upstream, port in (("supervisor", 9000), ("env_a", 9001), ("env_b", 9002)):
-        servers.append("server {\n    listen 127.0.0.1:%d;\n    default_type text/plain;\n"
-                       '    return 200 "%s $request_uri upgrade=$http_upgrade host=$http_host '
-                       'forwarded=$http_x_forwarded_host,$http_x_forwarded_proto\\n";\n}\n' % (port, upstream))
-    return "\n".join(servers)
-
-
-def _request(port, target, headers, quiet=False):
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request("GET", target, headers=headers)
-        response = connection.getresponse()
-        return response.status, response.read().decode().strip()
-    except OSError:
-        if quiet:
-            return None
-        raise
-    finally:
-        connection.close()
+    with routing_proxy(tmp_path_factory.mktemp("proxy-routing")) as running:
+        yield running
 
 
 def _route_id(route):
@@ -156,7 +103,7 @@ def _route_id(route):
 @pytest.mark.parametrize(("target", "headers", "upstream"), ROUTES, ids=[_route_id(route) for route in ROUTES])
 def test_each_request_form_reaches_the_upstream_nocobase_would_select(proxy, target, headers, upstream):
     dummy, port = proxy
-    status, body = _request(port, target, headers)
+    status, body = request(port, target, headers)
     if upstream == "unavailable":
         assert status == 503 and "is unavailable" in body, (status, body)
         return
@@ -171,7 +118,7 @@ def test_each_request_form_reaches_the_upstream_nocobase_would_select(proxy, tar
 
 def test_the_access_log_names_the_app_and_the_upstream(proxy):
     name, port = proxy
-    assert _request(port, "/ws?__appName=hr", WS)[0] == 200
+    assert request(port, "/ws?__appName=hr", WS)[0] == 200
 
     def logged():  # Docker copies the log asynchronously
         log = subprocess.run(["docker", "logs", name], capture_output=True, text=True, check=True, timeout=30).stdout

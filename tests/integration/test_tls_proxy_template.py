@@ -22,11 +22,12 @@ def rendered(tmp_path_factory):
     return render_proxy_template(out, variants, RECORDS, "http://test-supervisor:13000")
 
 
-def render_proxy_template(out, variants, apps, supervisor_url):
-    """{variant name: the proxy configuration rendered by the role's template with these records}."""
+def render_proxy_template(out, variants, apps, supervisor_url, template=None):
+    """{variant name: the proxy configuration rendered by the role's template (or another) with these records}."""
     (out / "vars.json").write_text(json.dumps({
         "test_output_dir": str(out), "test_variants": variants, "__proxy_apps": apps,
-        "__proxy_supervisor_url": supervisor_url, "__proxy_tls_container_dir": "/etc/nginx/conf.d/tls"}))
+        "__proxy_supervisor_url": supervisor_url, "__proxy_tls_container_dir": "/etc/nginx/conf.d/tls",
+        **({"test_template": str(template)} if template else {})}))
     run = ansible_playbook("proxy_template.yml", {"@": out / "vars.json"})
     assert run.returncode == 0, run.stdout + run.stderr
     return {variant["name"]: (out / (variant["name"] + ".conf")).read_text() for variant in variants}

@@ -1,5 +1,5 @@
 # Entry points; each one does its own setup (tools/setup.sh).
-.PHONY: deploy test teardown offline-images lint sanity molecule bench setup
+.PHONY: deploy test teardown offline-images lint sanity molecule bench setup docs
 
 IMAGES ?= official
 INVENTORY ?= inventories/$(if $(filter offline,$(IMAGES)),offline,local)
@@ -20,6 +20,9 @@ setup:
 
 offline-images:    ## build the local images (Redis, PostgreSQL, nginx, Python, the NocoBase stand-in, real NocoBase from npm)
 	bash tools/setup.sh --offline-images
+
+docs:              ## the docs site of every module, plugin and role (antsibull-docs, Sphinx) in .cache/docsite/build/html
+	bash tools/docs.sh
 
 lint:
 	bash tools/setup.sh

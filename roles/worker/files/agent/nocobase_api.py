@@ -113,7 +113,7 @@ class MultiAppManager(Backend):
                             "with other root credentials" % (self.base_url, self.account, status, error_message(body)),
                             status, error_code(body))
         raise BackendError("sign-in at %s failed (HTTP %s: %s)" % (self.base_url, status, error_message(body)),
-                            status, error_code(body))
+                           status, error_code(body))
 
     def call(self, method, action, body=None, params=None):
         """An authenticated action: signs in when needed and once more on 401. Returns ``data``."""
@@ -126,7 +126,7 @@ class MultiAppManager(Backend):
             status, answer = self.request(method, "/api/" + action, body, params)
         if not 200 <= status < 300:
             raise BackendError("%s failed (HTTP %d: %s)" % (action, status, error_message(answer)),
-                                status, error_code(answer))
+                               status, error_code(answer))
         return answer.get("data") if isinstance(answer, dict) else answer
 
     # ------------------------------------------------------------------ main app

@@ -20,7 +20,7 @@ import pytest
 import redis
 import yaml
 from ansible_collections.nocobase.multienv.plugins.module_utils._redis_acl import user_password
-from harness import APPS, Platform, recap_changed
+from harness import APPS, STANDIN_IMAGE, Platform, recap_changed
 from helpers import producer
 
 from conftest import COLLECTIONS_PATH, REPO
@@ -175,6 +175,69 @@ def test_each_container_holds_only_its_own_redis_user(platform):
     assert operator.hget("nocobase:apps", "crm")  # the modules' user
     with pytest.raises(redis.exceptions.NoPermissionError):
         operator.config_get("requirepass")
+
+
+def _ansible(tool, *args):
+    """An Ansible command-line tool of this virtualenv with the repository's ansible.cfg, output captured."""
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_PATH, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
+               ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
+    return subprocess.run([str(Path(sys.executable).with_name(tool)), *args], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def _plain(value):
+    """A host variable as ansible-inventory --list prints it (an unsafe string is a one-key mapping)."""
+    return value.get("__ansible_unsafe", value) if isinstance(value, dict) else value
+
+
+def test_the_container_inventory_lists_exactly_the_platforms_running_nodes_in_groups(platform, tmp_path):
+    # As an operator points inventories/containers.docker.yml at another platform: a copy with its name.
+    shipped = (REPO / "inventories" / "containers.docker.yml").read_text()
+    assert shipped.count("== 'nocobase'") == 1
+    inventory = tmp_path / "containers.docker.yml"
+    inventory.write_text(shipped.replace("== 'nocobase'", "== '%s'" % platform.name))
+    label = "org.nocobase.multienv."
+    # Decoys that must not be listed: a container of this platform that does not run (a leftover), and a
+    # running one of another platform whose name begins with this one's, both labelled as env_a's worker.
+    decoys = {platform.container("worker-env_a-leftover"): ("create", platform.name),
+              "%sx-worker-env_a" % platform.name: ("run", platform.name + "x")}
+    try:
+        for name, (how, owner) in decoys.items():
+            platform.docker(*(["create"] if how == "create" else ["run", "-d"]), "--name", name, "--network", "none",
+                            "--label", label + "platform=" + owner, "--label", label + "role=worker",
+                            "--label", label + "environment=env_a", "--entrypoint", "sleep", STANDIN_IMAGE, "300")
+        listed = _ansible("ansible-inventory", "-i", str(inventory), "--list")
+        assert listed.returncode == 0, listed.stderr
+        inventory_json = json.loads(listed.stdout)
+        hostvars = inventory_json.pop("_meta")["hostvars"]
+        groups = {group: sorted(content.get("hosts", [])) for group, content in inventory_json.items()
+                  if group not in ("all", "ungrouped")}
+        nodes = {role: platform.container(role) for role in ("redis", "postgres", "supervisor", "proxy")}
+        for env in ("env_a", "env_b"):
+            nodes["worker " + env], nodes["agent " + env] = platform.container("worker-" + env), platform.container("agent-" + env)
+        assert sorted(hostvars) == sorted(nodes.values())  # every node, nothing else
+        assert groups == {
+            "supervisor": [nodes["supervisor"]], "redis": [nodes["redis"]], "postgres": [nodes["postgres"]],
+            "proxy": [nodes["proxy"]],
+            "worker": [nodes["worker env_a"], nodes["worker env_b"]], "agent": [nodes["agent env_a"], nodes["agent env_b"]],
+            "env_a": [nodes["worker env_a"]], "env_b": [nodes["worker env_b"]],
+            "agent_env_a": [nodes["agent env_a"]], "agent_env_b": [nodes["agent env_b"]],
+        }
+        for host, variables in hostvars.items():
+            assert _plain(variables["ansible_connection"]) == "community.docker.docker", host
+            assert _plain(variables["ansible_host"]) == host
+            assert _plain(variables["nocobase_container_platform"]) == platform.name
+
+        # An ad-hoc command on env_a runs in env_a's worker, and only there (raw: NocoBase's image has no Python).
+        adhoc = _ansible("ansible", "-i", str(inventory), "env_a", "-m", "ansible.builtin.raw",
+                         "-a", "hostname; printenv ENVIRONMENT_NAME")
+        assert adhoc.returncode == 0, adhoc.stdout + adhoc.stderr
+        reached = [line.split(" | ")[0] for line in adhoc.stdout.splitlines() if " | " in line]
+        assert reached == [nodes["worker env_a"]], adhoc.stdout
+        hostname = platform.docker("inspect", "-f", "{{.Config.Hostname}}", nodes["worker env_a"]).stdout.strip()
+        assert adhoc.stdout.split(">>\n", 1)[1].split() == [hostname, "env_a"], adhoc.stdout
+    finally:
+        platform.docker("rm", "-f", *decoys, check=False)
 
 
 HOSTILE_URL = ('http://worker_a"; } server { listen 80 default_server; location / { return 302 '

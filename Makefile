@@ -40,5 +40,6 @@ bench:             ## benchmarks (they print figures; nothing is asserted)
 	bash tools/setup.sh --offline-images
 	.venv/bin/python benchmarks/control_plane.py
 	.venv/bin/python benchmarks/proxy_and_queue.py
+	.venv/bin/python benchmarks/proxy_routing.py
 	.venv/bin/python benchmarks/provision.py
 	.venv/bin/python benchmarks/real_nocobase.py

@@ -153,14 +153,19 @@ def assert_websockets_went_to_their_nodes(real, since):
     assert upstreams == expected, log[-3000:]
 
 
-def test_a_person_signs_in_to_the_supervisor_and_each_app_in_chromium(real):
+def sign_in_to_every_page(real, base, insecure_tls=False):
+    """The supervisor and each app signed in to in Chromium through the proxy at base; then each
+    WebSocket's node, from the proxy's access log of that time."""
     since = real.docker("exec", real.container("proxy"), "date", "-u", "+%Y-%m-%dT%H:%M:%SZ").stdout.strip()
-    base = "http://127.0.0.1:%d/" % real.ports["proxy"]
     for app, path, dummy in PAGES:
         started = time.monotonic()
-        sign_in_in_chromium(real, base, app, path).close()
-        print("%s: signed in through the proxy in %.1f s" % (app, time.monotonic() - started))
+        sign_in_in_chromium(real, base, app, path, insecure_tls=insecure_tls).close()
+        print("%s: signed in through the proxy at %s in %.1f s" % (app, base, time.monotonic() - started))
     assert_websockets_went_to_their_nodes(real, since)
+
+
+def test_a_person_signs_in_to_the_supervisor_and_each_app_in_chromium(real):
+    sign_in_to_every_page(real, "http://127.0.0.1:%d/" % real.ports["proxy"])
 
 
 def test_an_attachment_uploaded_through_the_proxy_downloads_through_it(real):
@@ -235,11 +240,8 @@ def test_over_https_every_page_signs_in_and_its_websocket_is_wss(real):
     """Last: turns on proxy_tls (a generated certificate), as an operator would, with proxy.yml."""
     port = free_port()
     real.playbook("proxy.yml", "-e", json.dumps({"proxy_tls": True, "proxy_tls_published_port": port}))
-    since = real.docker("exec", real.container("proxy"), "date", "-u", "+%Y-%m-%dT%H:%M:%SZ").stdout.strip()
     base = "https://127.0.0.1:%d/" % port
-    for app, path, dummy in PAGES:
-        sign_in_in_chromium(real, base, app, path, insecure_tls=True).close()
-    assert_websockets_went_to_their_nodes(real, since)
+    sign_in_to_every_page(real, base, insecure_tls=True)
     # A page opened over plain HTTP arrives at the same page over HTTPS.
     with Browser(SCREENSHOTS / real.name, insecure_tls=True) as browser, browser.screenshot_on_failure("redirect"):
         browser.open("http://127.0.0.1:%d/apps/hr/admin/" % real.ports["proxy"])

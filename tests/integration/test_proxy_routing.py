@@ -11,8 +11,13 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+import yaml
 from helpers import wait_for
 from routing_proxy import request, routing_proxy
+
+from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import APP_NAME_PATTERN
+
+from conftest import REPO
 
 WS = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
       "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
@@ -126,3 +131,9 @@ def test_the_access_log_names_the_app_and_the_upstream(proxy):
 
     line = wait_for(logged, timeout=10, interval=0.2, what="the request in the access log")[-1]
     assert " app=hr upstream=http://127.0.0.1:9002 upstream_addr=127.0.0.1:9002" in line, line
+
+
+def test_the_proxy_accepts_exactly_the_app_names_the_records_allow():
+    """The regex in the proxy role's vars is _keyspace.APP_NAME_PATTERN without its anchors: one rule."""
+    regex = yaml.safe_load((REPO / "roles" / "proxy" / "vars" / "main.yml").read_text())["__proxy_app_name_regex"]
+    assert "^%s$" % regex == APP_NAME_PATTERN

@@ -51,10 +51,14 @@ make_venv() {
     echo "$want" > "$stamp"
   fi
 }
-make_venv .venv requirements.txt
+# The venvs are made while the Docker engine starts and the images build (neither needs them);
+# the script waits for them before it ends, and stops them if it fails first.
+venv_jobs=()
+trap 'kill "${venv_jobs[@]}" 2>/dev/null || true' EXIT
+make_venv .venv requirements.txt & venv_jobs+=($!)
 if $oldest_core; then
   # The oldest ansible-core that meta/runtime.yml claims, for its sanity and module tests.
-  make_venv .venv-oldest tests/requirements-oldest.txt
+  make_venv .venv-oldest tests/requirements-oldest.txt & venv_jobs+=($!)
 fi
 
 # ansible.cfg points collections_path at .cache/collections; link this checkout there.
@@ -68,3 +72,7 @@ if $offline_images; then
   bash tools/docker-host-image.sh  # the multi-host tests' Docker hosts (dockerd and sshd)
   bash tools/nocobase-image.sh  # real NocoBase from the npm registry (cached by recipe hash)
 fi
+for job in "${venv_jobs[@]}"; do
+  wait "$job" || { log "a Python venv could not be made (see pip's output above)"; exit 1; }
+done
+venv_jobs=()

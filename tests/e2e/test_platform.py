@@ -26,7 +26,7 @@ from helpers import producer
 from conftest import COLLECTIONS_PATH, REPO
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def platform(tmp_path_factory):
     deployed = Platform(tmp_path_factory.mktemp("platform"))
     try:

@@ -165,6 +165,10 @@ def run_app_command_module(module, plane):
     # One request id per app: the caller's as is for one app, suffixed with the app for many.
     request_ids = {name: params["request_id"] if single or params["request_id"] is None
                    else "%s:%s" % (params["request_id"], name) for name in names}
+    for name, request_id in request_ids.items():
+        if request_id is not None and not is_request_id(request_id):
+            raise ControlPlaneError("request_id: %r, the id of app %s's command, must match %s (the id and the app "
+                                    "name together)" % (request_id, name, REQUEST_ID_PATTERN))
     outcomes = plane.enqueue_many(
         [dict(app=name, action=command, environments=targets[name], request_id=request_ids[name],
               payload=params["payload"], force=params["force"]) for name in names],

@@ -19,12 +19,15 @@ from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import
     DEFAULT_KEY_PREFIX,
     DEFAULT_REQUEST_TTL_SECONDS,
     DEFAULT_STALE_AFTER_SECONDS,
+    MAX_RECORD_BYTES,
     PROTOCOL_VERSION,
+    REQUEST_ID_PATTERN,
     ControlPlaneError,
     Keyspace,
     check_schema_version,
     heartbeat_age_seconds,
     is_available,
+    is_request_id,
     now_ms,
 )
 from ansible_collections.nocobase.multienv.plugins.module_utils._records import decode, encode, record_problem
@@ -66,13 +69,16 @@ for i = 12, #ARGV do
   local commands, pending = KEYS[4 + (i - 12) * 2], KEYS[5 + (i - 12) * 2]
   local reason = false
   local earlier = redis.call('HGET', pending, field)
-  if earlier then
+  if earlier and not force then
     reason = 'queued'
     table.insert(queued_by, env)
     table.insert(queued_by, earlier)
   elseif not force then
+    -- A status that is not a protocol record (unreadable, too deep for cjson) decides nothing.
     local raw = redis.call('HGET', KEYS[2], env)
-    local status = raw and cjson.decode(raw)['status'] or false
+    local ok, record = false, nil
+    if raw and #raw <= @MAX_RECORD_BYTES@ then ok, record = pcall(cjson.decode, raw) end
+    local status = ok and type(record) == 'table' and type(record['status']) == 'string' and record['status'] or false
     if action == 'start' and status == 'running' then reason = 'running'
     elseif action == 'stop' and (status == 'stopped' or not status) then reason = status or 'not started'
     elseif action == 'remove' and not status then reason = 'not present'
@@ -98,7 +104,7 @@ if ARGV[11] == '1' then
   redis.call('SET', KEYS[3], cjson.encode({app = app, action = action, environments = chosen}), 'EX', ARGV[10])
 end
 return {'enqueued', chosen, skipped, queued_by}
-""".replace("@GROUP@", CONSUMER_GROUP)
+""".replace("@GROUP@", CONSUMER_GROUP).replace("@MAX_RECORD_BYTES@", str(MAX_RECORD_BYTES))
 ENQUEUE_SHA = hashlib.sha1(ENQUEUE_SCRIPT.encode()).hexdigest()
 
 
@@ -370,6 +376,9 @@ class ControlPlane:
             environments = list(command["environments"])
             caller_supplied = command.get("request_id") is not None
             request_id = command.get("request_id") or uuid.uuid4().hex
+            if not is_request_id(request_id):
+                raise ControlPlaneError("request_id: %r (of app %s) must match %s"
+                                        % (request_id, command["app"], REQUEST_ID_PATTERN))
             request_ids.append(request_id)
             keys = [self.keys.schema, self.keys.status(command["app"]), self.keys.request(request_id)]
             for env in environments:

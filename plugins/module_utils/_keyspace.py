@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -49,8 +50,59 @@ _KEY_PREFIX_RE = re.compile(KEY_PREFIX_PATTERN)
 _CNAME_RE = re.compile(r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
 
 
+# A record read back from Redis is parsed only within these bounds: records of the protocol are a few
+# hundred bytes and a few levels deep, and anything with a Redis password can write a key, so a
+# record of megabytes or nested thousands of levels deep (Python's parser recurses) is refused unread.
+MAX_RECORD_BYTES = 64 * 1024
+MAX_RECORD_DEPTH = 32
+
+
 class ControlPlaneError(Exception):
     """A problem phrased for the operator: it names the field or record at fault, never a secret."""
+
+
+def _depth(value):
+    """How deeply lists and objects nest in a parsed JSON value (iterative: no recursion)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        value, depth = todo.pop()
+        if isinstance(value, dict):
+            value = list(value.values())
+        if isinstance(value, list):
+            deepest = max(deepest, depth)
+            if depth > MAX_RECORD_DEPTH:
+                break
+            todo.extend((item, depth + 1) for item in value)
+    return deepest
+
+
+def load_json(raw):
+    """The JSON value of a record or stream field read back from Redis (str or bytes).
+
+    Raises ValueError, whose message says what is wrong without quoting the value, when it is over
+    MAX_RECORD_BYTES, not JSON or nested deeper than MAX_RECORD_DEPTH.
+    """
+    if len(raw) > MAX_RECORD_BYTES:
+        raise ValueError("is %d bytes long, over the %d a record may have" % (len(raw), MAX_RECORD_BYTES))
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", "replace")
+    try:
+        value = json.loads(raw)
+    except RecursionError:
+        raise ValueError("nests deeper than the %d levels a record may have" % MAX_RECORD_DEPTH) from None
+    except ValueError:
+        raise ValueError("is not valid JSON") from None
+    if _depth(value) > MAX_RECORD_DEPTH:
+        raise ValueError("nests deeper than the %d levels a record may have" % MAX_RECORD_DEPTH)
+    return value
+
+
+def load_record(raw):
+    """load_json() of a record, which must be a JSON object."""
+    value = load_json(raw)
+    if not isinstance(value, dict):
+        raise ValueError("is not a JSON object")
+    return value
 
 
 class Keyspace:

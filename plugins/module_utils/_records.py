@@ -25,6 +25,7 @@ from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import
     is_environment_name,
     is_title,
     is_version,
+    load_record,
 )
 
 
@@ -34,15 +35,13 @@ def encode(record):
 
 
 def decode(raw, what):
+    """The record `raw` read back from Redis, or ControlPlaneError naming `what` (see load_record)."""
     if raw is None:
         return None
     try:
-        value = json.loads(raw)
-    except ValueError:
-        raise ControlPlaneError("%s is not valid JSON; the keyspace was written by something else" % what) from None
-    if not isinstance(value, dict):
-        raise ControlPlaneError("%s is not a JSON object" % what)
-    return value
+        return load_record(raw)
+    except ValueError as exc:
+        raise ControlPlaneError("%s %s; the keyspace was written by something else" % (what, exc)) from None
 
 
 def check_environment_name(name, field="name"):

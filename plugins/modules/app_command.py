@@ -13,8 +13,8 @@ description:
   - Enqueues a command for an app on the command streams of its environments, through the
     platform's Redis control plane (protocol v1, C(docs/protocol.md)). The workers carry it out;
     an app in several environments starts in one at a time, in the order of its environments.
-  - Idempotent by intent. Nothing is queued for an environment that already has the same command
-    queued for the app, nor (unless O(force)) where the app is already in the command's outcome,
+  - Idempotent by intent. Unless O(force), nothing is queued for an environment that already has the
+    same command queued for the app, nor where the app is already in the command's outcome,
     V(running) for V(start), V(stopped) or never started for V(stop), absent for V(remove).
     The decision and the write are one atomic script, so racing tasks queue one command.
   - With O(request_id), a retried task that already queued its command queues nothing more.
@@ -29,7 +29,7 @@ attributes:
   idempotent:
     support: partial
     details:
-      - Idempotent by intent as described above. O(force=true) queues the command again where it is not already queued.
+      - Idempotent by intent as described above. O(force=true) queues the command again.
 options:
   app:
     description:
@@ -65,8 +65,8 @@ options:
     type: dict
   force:
     description:
-      - Queue the command even where the app is already in the command's outcome.
-        A command of the same kind that is still queued is never doubled.
+      - Queue the command even where the app is already in the command's outcome, or where a command
+        of the same kind is still queued (it is carried out first).
     type: bool
     default: false
   wait:

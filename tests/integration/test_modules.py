@@ -248,8 +248,9 @@ def test_app_command_check_apply_again(conn, rclient, key_prefix, keys, crm):
     again = run("app_command", args, diff=True)
     assert again["changed"] is False and again["not_queued"] == {"env_a": "queued", "env_b": "queued"}
     forced = run("app_command", dict(args, force=True))
-    assert forced["changed"] is False  # a queued command is never doubled, even forced
-    assert rclient.xlen(keys.commands("env_a")) == 1
+    assert forced["enqueued"] == ["env_a", "env_b"]  # forced: queued behind the one still queued
+    assert rclient.xlen(keys.commands("env_a")) == 2
+    assert rclient.hget(keys.pending("env_a"), "crm:start") == forced["request_id"]
 
 
 def test_app_command_skips_what_is_already_done(conn, rclient, keys, crm):

@@ -23,7 +23,6 @@ passes while the agent is ready (its NocoBase healthy, the environment registere
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -46,6 +45,7 @@ from _keyspace import (  # noqa: E402
     is_environment_name,
     is_title,
     is_version,
+    load_record,
     now_ms,
 )
 from backend import AuthError, BackendError  # noqa: E402
@@ -397,10 +397,10 @@ class Agent:
         wanted = {}
         for name, raw_status, raw_record in zip(names, replies[0::2], replies[1::2]):
             try:
-                status = json.loads(raw_status) if raw_status else None
-                record = json.loads(raw_record) if raw_record else None
-            except ValueError:
-                LOG.warning("resync: skipping app %s, its status or record is not JSON", name)
+                status = load_record(raw_status) if raw_status else None
+                record = load_record(raw_record) if raw_record else None
+            except ValueError as exc:
+                LOG.warning("resync: skipping app %s, its status or record %s", name, exc)
                 continue
             if isinstance(status, dict) and status.get("status") in ("running", "stopped"):
                 wanted[name] = (status, record)

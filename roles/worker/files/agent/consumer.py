@@ -47,6 +47,8 @@ from _keyspace import (  # noqa: E402
     is_available,
     is_environment_name,
     is_request_id,
+    load_json,
+    load_record,
     now_ms,
     parse_schema_version,
     pending_field,
@@ -117,6 +119,15 @@ def _str(value):
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return value
+
+
+def _loaded(raw, kind):
+    """The JSON value of a stream field if it is a `kind` within load_json's bounds, else None."""
+    try:
+        value = load_json(raw) if raw else None
+    except ValueError:
+        return None
+    return value if isinstance(value, kind) else None
 
 
 def _fields(raw):
@@ -487,11 +498,28 @@ class Consumer:
                        for d, f in self._deferred.items()):
             self._deferred[entry_id] = fields
             return 0
-        result = self.process(entry_id, fields)
+        try:
+            result = self.process(entry_id, fields)
+        except redis.RedisError:
+            raise
+        except Exception:  # noqa: BLE001 - one entry that cannot be processed never stops the consumer
+            LOG.exception("%s: entry %s could not be processed; acknowledged without action", self.consumer_name, entry_id)
+            self._drop(entry_id, fields)
+            return 0
         if result == "deferred":
             self._deferred[entry_id] = fields
             return 0
         return 1 if result == "done" else 0
+
+    def _drop(self, entry_id, fields):
+        """Acknowledge an entry without acting, and clear its pending mark if the mark is its own, so
+        that the producer can queue the app's command again."""
+        fields = fields or {}
+        app, action, request_id = fields.get("appName"), fields.get("action"), fields.get("requestId")
+        if is_app_name(app) and action in ACTIONS and isinstance(request_id, str) and request_id:
+            self._ack_only(entry_id, pending_field(app, action), request_id)
+        else:
+            self._ack_only(entry_id, "", "")
 
     def _ack_only(self, entry_id, field, request_id):
         self._ack(keys=[self.keys.pending(self.environment), self.keys.commands(self.environment)],
@@ -540,11 +568,11 @@ class Consumer:
             record = {}
             if raw is not None:
                 try:
-                    record = json.loads(_str(raw))
+                    record = load_record(raw)
                 except ValueError:
                     record = {}
-            status = record.get("status") if isinstance(record, dict) else None
-            this_request = isinstance(record, dict) and record.get("requestId") == request_id
+            status = record.get("status")
+            this_request = record.get("requestId") == request_id
             done = (status in ("running", "error") and this_request) or (status == "running" and queued_start is None)
             if not done:
                 LOG.debug("%s: %s waits for %s (status %s)", self.consumer_name, app, env, status)
@@ -568,8 +596,8 @@ class Consumer:
         app = fields.get("appName")
         action = fields.get("action")
         if not is_request_id(request_id) or not is_app_name(app) or action not in ACTIONS:
-            LOG.warning("%s: malformed entry %s %r acknowledged without action", self.consumer_name, entry_id, fields)
-            self._ack_only(entry_id, "", "")
+            LOG.warning("%s: malformed entry %s %.300r acknowledged without action", self.consumer_name, entry_id, fields)
+            self._drop(entry_id, fields)
             return "dropped"
         field = pending_field(app, action)
         # 1. Duplicate?
@@ -586,24 +614,14 @@ class Consumer:
                          status_record("not_found", request_id, "app %s is not registered" % app))
             return "done"
         try:
-            record = json.loads(_str(raw_record)) if raw_record is not None else None
-        except ValueError:
-            record = "malformed"
-        if record is not None and not isinstance(record, dict):
-            LOG.warning("%s: the record of app %s is not a JSON object", self.consumer_name, app)
+            record = load_record(raw_record) if raw_record is not None else None
+        except ValueError as exc:
+            LOG.warning("%s: the record of app %s %s", self.consumer_name, app, exc)
             self._finish(entry_id, app, action, request_id,
-                         status_record("error", request_id, "the record of app %s is not a JSON object" % app))
+                         status_record("error", request_id, "the record of app %s %s" % (app, exc)))
             return "done"
-        try:
-            environments = json.loads(fields.get("environments") or "[]")
-            if not isinstance(environments, list):
-                environments = []
-        except ValueError:
-            environments = []
-        try:
-            payload = json.loads(fields.get("payload") or "{}")
-        except ValueError:
-            payload = {}
+        environments = _loaded(fields.get("environments"), list) or []
+        payload = _loaded(fields.get("payload"), dict) or {}
         token = None
         if action == "start":
             # 3. Order.

@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-# Pairs with stale_after_spec() in plugins/module_utils/_module.py.
+# Pairs with availability_spec() in plugins/module_utils/_module.py.
 
 from __future__ import annotations
 
@@ -17,4 +17,14 @@ options:
       - NocoBase beats every 120 seconds; the default tolerates three missed beats.
     type: int
     default: 360
+  expected_environments:
+    description:
+      - The environments whose addresses the caller knows, such as the workers of an inventory. By
+        environment name, a dictionary with C(url) (the environment's URL) and C(proxy_url) (where the
+        proxy reaches it); either may be left out.
+      - A record of one of them whose C(url), or whose C(proxyUrl) (else C(url)), is not the one given
+        is skipped with a warning naming it, so that nothing is routed to an address that only a
+        record claims. Records of other environments are read as they are.
+    type: dict
+    default: {}
 """

@@ -90,7 +90,8 @@ class LookupModule(LookupBase):
         client = None
         try:
             client = connect(params)
-            plane = ControlPlane(client, params["key_prefix"], self.get_option("stale_after"))
+            plane = ControlPlane(client, params["key_prefix"], self.get_option("stale_after"),
+                                 self.get_option("expected_environments"))
             records = []
             apps = environments = None
             for term in terms:

@@ -19,7 +19,7 @@ from ansible_collections.nocobase.multienv.plugins.module_utils._module import (
     RecordKind,
     diff_result,
     run_record_module,
-    stale_after_spec,
+    availability_spec,
 )
 from ansible_collections.nocobase.multienv.plugins.module_utils._records import app_updates, check_app, check_app_name
 
@@ -73,7 +73,7 @@ def run_app_module(module, plane):
 
 
 def app_info_argument_spec():
-    return dict(names=dict(type="list", elements="str"), stale_after=stale_after_spec())
+    return dict(names=dict(type="list", elements="str"), **availability_spec())
 
 
 def run_app_info_module(module, plane):

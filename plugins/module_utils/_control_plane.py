@@ -27,10 +27,17 @@ from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import
     check_schema_version,
     heartbeat_age_seconds,
     is_available,
+    is_beat_from_the_future,
     is_request_id,
     now_ms,
+    redis_time_ms,
 )
-from ansible_collections.nocobase.multienv.plugins.module_utils._records import decode, encode, record_problem
+from ansible_collections.nocobase.multienv.plugins.module_utils._records import (
+    check_expected_environments,
+    decode,
+    encode,
+    record_problem,
+)
 from ansible_collections.nocobase.multienv.plugins.module_utils._resp import ReplyError, pairs
 
 # How often a transaction is retried when a concurrent writer touched a watched key.
@@ -114,10 +121,13 @@ class ControlPlane:
     `client` is a plugins/module_utils/_resp.py Client.
     """
 
-    def __init__(self, client, key_prefix=DEFAULT_KEY_PREFIX, stale_after=DEFAULT_STALE_AFTER_SECONDS):
+    def __init__(self, client, key_prefix=DEFAULT_KEY_PREFIX, stale_after=DEFAULT_STALE_AFTER_SECONDS,
+                 expected_environments=None):
         self.client = client
         self.keys = Keyspace(key_prefix)
         self.stale_after = stale_after
+        # {environment: {url, proxy_url}} the caller knows (check_expected_environments).
+        self.expected = check_expected_environments(expected_environments or {})
         # Records the readers left out because they cannot be trusted, one message each (the
         # modules and the lookup turn them into warnings).
         self.skipped = []
@@ -153,6 +163,10 @@ class ControlPlane:
             self.skipped.append("skipped an untrusted record in %s: the heartbeat %r of environment %r is not "
                                 "epoch milliseconds" % (self.keys.heartbeats, beat[:40], name))
             beat = None
+        if is_beat_from_the_future(beat, now):  # the same: no worker beats ahead of Redis's clock
+            self.skipped.append("skipped an untrusted record in %s: the heartbeat of environment %r is %d s ahead "
+                                "of Redis's clock" % (self.keys.heartbeats, name, (beat - now) // 1000))
+            beat = None
         record["lastHeartbeatAt"] = beat
         record["available"] = is_available(beat, self.stale_after, now)
         record["heartbeatAge"] = heartbeat_age_seconds(beat, now)
@@ -170,36 +184,55 @@ class ControlPlane:
                 self.skipped.append("skipped an untrusted record in %s: %s" % (where, problem))
         return trusted
 
-    def _environments(self, raw, beats, names):
+    def _disagreement(self, name, raw):
+        """Why the trusted record `raw` of environment `name` is not where the caller knows it is, or None."""
+        expected = self.expected.get(name)
+        if not expected:
+            return None
+        record = decode(raw, "environment record %r" % name)
+        found = {"url": record.get("url"), "proxy_url": record.get("proxyUrl") or record.get("url")}
+        for option, field in (("url", "url"), ("proxy_url", "proxyUrl")):
+            if expected.get(option) and found[option] != expected[option]:
+                return "environment record %r: %s %r is not %r, the one expected_environments gives" % (
+                    name, field, found[option], expected[option])
+        return None
+
+    def _environments(self, raw, beats, names, now):
         raw = self._trusted("environment", self._hash_result(raw, names))
+        for name in sorted(raw):
+            problem = self._disagreement(name, raw[name])
+            if problem:
+                self.skipped.append("skipped a record in %s: %s" % (self.keys.environments, problem))
+                del raw[name]
         beats = self._hash_result(beats, names)
-        now = now_ms()
         return {name: self._environment_view(name, raw[name], beats.get(name), now) for name in sorted(raw)}
 
     def read_environments(self, names=None):
         """{name: record + lastHeartbeatAt, available, heartbeatAge}; one round trip."""
         if names == []:
             return {}
-        schema, raw, beats = self._read([
+        schema, raw, beats, now = self._read([
             ("GET", self.keys.schema),
             self._hash_read(self.keys.environments, names),
             self._hash_read(self.keys.heartbeats, names),
+            ("TIME",),
         ])
         self.schema_version = check_schema_version(schema, self.keys.schema)
-        return self._environments(raw, beats, names)
+        return self._environments(raw, beats, names, redis_time_ms(now))
 
     def read_apps(self, names=None):
         """({name: record + status per environment + proxy target}, environments); two round trips."""
         if names == []:
             return {}, self.read_environments()
-        schema, raw_envs, beats, raw_apps = self._read([
+        schema, raw_envs, beats, raw_apps, now = self._read([
             ("GET", self.keys.schema),
             self._hash_read(self.keys.environments, None),
             self._hash_read(self.keys.heartbeats, None),
             self._hash_read(self.keys.apps, names),
+            ("TIME",),
         ])
         self.schema_version = check_schema_version(schema, self.keys.schema)
-        environments = self._environments(raw_envs, beats, None)
+        environments = self._environments(raw_envs, beats, None, redis_time_ms(now))
         raw_apps = self._trusted("app", self._hash_result(raw_apps, names))
         apps = {name: decode(raw_apps[name], "app record %r" % name) for name in sorted(raw_apps)}
         statuses = self._read([("HGETALL", self.keys.status(name)) for name in apps])
@@ -342,7 +375,7 @@ class ControlPlane:
     def beat(self, names):
         """Stamp a heartbeat for environments, as a worker would."""
         if names:
-            now = now_ms()
+            now = redis_time_ms(self._read([("TIME",)])[0])
             self._read([("HSET", self.keys.heartbeats) + tuple(item for name in names for item in (name, now))])
 
     def create_consumer_group(self, environment):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import ControlPlaneError, is_version
-from ansible_collections.nocobase.multienv.plugins.module_utils._module import RecordKind, run_record_module, stale_after_spec
+from ansible_collections.nocobase.multienv.plugins.module_utils._module import RecordKind, availability_spec, run_record_module
 from ansible_collections.nocobase.multienv.plugins.module_utils._records import (
     check_environment_name,
     check_new_environment,
@@ -65,7 +65,7 @@ def run_environment_module(module, plane):
 
 
 def environment_info_argument_spec():
-    return dict(names=dict(type="list", elements="str"), stale_after=stale_after_spec(),
+    return dict(names=dict(type="list", elements="str"), **availability_spec(),
                 wait_timeout=dict(type="int", default=0), wait_interval=dict(type="float", default=1.0),
                 app_version=dict(type="str"))
 

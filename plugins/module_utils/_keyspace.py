@@ -20,6 +20,9 @@ CONSUMER_GROUP = "workers"
 
 # NocoBase beats every 120 s; its newer releases tolerate three missed beats.
 DEFAULT_STALE_AFTER_SECONDS = 360
+# Heartbeats and the readers' "now" both come from Redis's clock (TIME), so no two machines' clocks
+# are compared. A beat further ahead than this was not written by a worker and is not fresh.
+MAX_HEARTBEAT_AHEAD_MS = 60_000
 # How long a caller-supplied requestId is remembered for deduplication.
 DEFAULT_REQUEST_TTL_SECONDS = 7 * 24 * 3600
 
@@ -218,10 +221,22 @@ def heartbeat_age_seconds(last_heartbeat_ms, now=None):
     return max(0.0, ((now_ms() if now is None else now) - last_heartbeat_ms) / 1000.0)
 
 
+def is_beat_from_the_future(last_heartbeat_ms, now):
+    return last_heartbeat_ms is not None and last_heartbeat_ms > now + MAX_HEARTBEAT_AHEAD_MS
+
+
 def is_available(last_heartbeat_ms, stale_after_seconds=DEFAULT_STALE_AFTER_SECONDS, now=None):
-    """Derived, never stored: an environment is available while its last beat is fresh enough."""
+    """Derived, never stored: an environment is available while its last beat is fresh enough, and
+    not from the future. `now` is Redis's clock (redis_time_ms)."""
+    now = now_ms() if now is None else now
     age = heartbeat_age_seconds(last_heartbeat_ms, now)
-    return age is not None and age <= stale_after_seconds
+    return age is not None and age <= stale_after_seconds and not is_beat_from_the_future(last_heartbeat_ms, now)
+
+
+def redis_time_ms(reply):
+    """Epoch milliseconds of Redis's TIME reply (seconds and microseconds, as bytes, str or int)."""
+    seconds, microseconds = reply
+    return int(seconds) * 1000 + int(microseconds) // 1000
 
 
 def parse_schema_version(raw):

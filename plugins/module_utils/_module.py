@@ -27,8 +27,10 @@ from ansible_collections.nocobase.multienv.plugins.module_utils._records import 
 from ansible_collections.nocobase.multienv.plugins.module_utils._resp import RedisError
 
 
-def stale_after_spec():
-    return dict(type="int", default=DEFAULT_STALE_AFTER_SECONDS)
+def availability_spec():
+    """The options of plugins/doc_fragments/availability.py."""
+    return dict(stale_after=dict(type="int", default=DEFAULT_STALE_AFTER_SECONDS),
+                expected_environments=dict(type="dict", default={}))
 
 
 def run_module(argument_spec, runner, required_together=(), **module_kwargs):
@@ -46,8 +48,9 @@ def run_module(argument_spec, runner, required_together=(), **module_kwargs):
     except ControlPlaneError as exc:
         module.fail_json(msg=str(exc))
     client = module_connect(module)
-    plane = ControlPlane(client, module.params["key_prefix"], module.params.get("stale_after") or DEFAULT_STALE_AFTER_SECONDS)
     try:
+        plane = ControlPlane(client, module.params["key_prefix"], module.params.get("stale_after") or DEFAULT_STALE_AFTER_SECONDS,
+                             module.params.get("expected_environments"))
         result = runner(module, plane)
         for problem in plane.skipped:
             module.warn(problem)

@@ -262,6 +262,9 @@ def build(settings, groups, hosts):
         "supervisor": supervisor,
         "supervisor_hosts": supervisor_hosts,
         "workers": workers,
+        # Where the inventory says each present worker's environment is: the proxy routes there only.
+        "expected_environments": {worker["environment"]: {"url": worker["url"] or None, "proxy_url": worker["proxy_url"]}
+                                  for worker in workers if worker["state"] != "absent" and worker["environment"]},
         "nodes": nodes,
         "redis": redis,
         "postgres": dict(postgres, superuser=hosts[postgres_hosts[0]].get("postgres_superuser") if postgres_hosts else None),

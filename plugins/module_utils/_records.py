@@ -66,12 +66,17 @@ def check_app_name(name, field="name"):
 # https, a host of hostname (Docker names may hold "_") or IPv4/IPv6 characters, an optional port and an optional path of safe
 # characters. No nginx variable ($), quote, ';', brace, whitespace or control character.
 _SAFE_URL_RE = re.compile(r"https?://([A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?(/[A-Za-z0-9._~%/-]*)?")
+# Far below what nginx takes in one configuration token (a URL of 4 KB failed `nginx -t`).
+MAX_URL_LENGTH = 1024
 
 
 def check_http_url(value, field):
     """Absolute http(s) URL with a host, of characters safe in nginx; '' is allowed and means 'unset'."""
     if value == "":
         return
+    if isinstance(value, str) and len(value) > MAX_URL_LENGTH:
+        raise ControlPlaneError("%s: a URL of %d characters is longer than the %d allowed"
+                                % (field, len(value), MAX_URL_LENGTH))
     if not isinstance(value, str) or not _SAFE_URL_RE.fullmatch(value):
         raise ControlPlaneError(
             "%s: %r must be an absolute http:// or https:// URL: a host name or address, an optional port "
@@ -82,6 +87,20 @@ def check_http_url(value, field):
         raise ControlPlaneError("%s: %r is not a valid URL (%s)" % (field, value, exc)) from None
     if port == 0:
         raise ControlPlaneError("%s: %r is not a valid URL (port 0)" % (field, value))
+
+
+def check_expected_environments(value, field="expected_environments"):
+    """{environment: {url, proxy_url}} with valid names and URLs (either URL may be left out)."""
+    if not isinstance(value, dict):
+        raise ControlPlaneError("%s: must be a dictionary of environments" % field)
+    for name, urls in value.items():
+        check_environment_name(name, field)
+        if not isinstance(urls, dict) or set(urls) - {"url", "proxy_url"}:
+            raise ControlPlaneError("%s.%s: must be a dictionary with url and proxy_url" % (field, name))
+        for option in ("url", "proxy_url"):
+            if urls.get(option) is not None:
+                check_http_url(urls[option], "%s.%s.%s" % (field, name, option))
+    return value
 
 
 def record_problem(kind, key, raw):

@@ -30,7 +30,7 @@ AGENT_USER_PREFIX = "agent-"
 _NO_ADMIN = ["-@admin", "-@dangerous"]
 # What a consumer runs: its stream, hashes, sorted sets, strings, scripts and transactions.
 _CONSUMER_COMMANDS = ["-@all", "+@connection", "+@transaction", "+@read", "+@stream", "+@hash", "+@sortedset",
-                      "+@string", "+@scripting", "+del", "+pexpire", "-function", "-script|flush", *_NO_ADMIN]
+                      "+@string", "+@scripting", "+del", "+pexpire", "+time", "-function", "-script|flush", *_NO_ADMIN]
 
 
 def agent_user(environment):

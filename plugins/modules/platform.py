@@ -77,6 +77,11 @@ platform:
         agent_container, volume, endpoint, extra_env, remove_volumes, and record (its environment record).
       type: list
       elements: dict
+    expected_environments:
+      description: >-
+        The environment of each present worker -> its C(url) and C(proxy_url), as the inventory gives or
+        derives them: the proxy's records lookup skips a record that disagrees (its O(nocobase.multienv.records#lookup:expected_environments)).
+      type: dict
     nodes:
       description: The supervisor and the present workers.
       type: list

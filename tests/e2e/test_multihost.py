@@ -4,6 +4,8 @@ Redis and PostgreSQL on host 1, the supervisor and the proxy on host 2, worker e
 env_b on host 4 (tests/e2e/multihost.py makes the hosts). One test, in the order an operator goes:
 deploy with site.yml, every app answered through the proxy by the worker of its environment, a rerun
 that changes nothing on any host, a worker host scaled down with worker_state: absent, teardown.
+Meanwhile a local user of host 3 keeps planting a Dockerfile where the agent's build context was
+staged before: the agent image is built from the collection's recipe all the same.
 """
 from __future__ import annotations
 
@@ -13,7 +15,20 @@ import time
 import redis
 from harness import recap_changed
 from helpers import wait_for
-from multihost import APPS, DockerHosts, MultiHostPlatform, get, host_images
+from multihost import APPS, OFFLINE, DockerHosts, MultiHostPlatform, docker, get, host_images
+
+# The build context directory of earlier releases: fixed, and kept with its owner if it existed.
+OLD_BUILD_DIR = "/var/tmp/nocobase-multienv-agent/%s/worker_a"
+
+
+def plant_dockerfiles(host, platform_name):
+    """As user nobody on `host`: make the old build directory first, then replace its Dockerfile
+    every 10 ms (for at most 15 minutes) with one that labels the image planted=yes."""
+    directory = OLD_BUILD_DIR % platform_name
+    script = ("mkdir -p {d} && chmod 777 {d} && printf 'FROM {base}\\nLABEL planted=yes\\n' > /tmp/planted && "
+              "timeout 900 sh -c 'while :; do cp /tmp/planted {d}/.p && mv -f {d}/.p {d}/Dockerfile; sleep 0.01; done'"
+              ).format(d=directory, base=OFFLINE["nocobase_agent_base_image"])
+    docker("exec", "-d", "-u", "nobody", host, "sh", "-c", script)
 
 
 def test_a_platform_over_four_docker_hosts_deploys_reruns_unchanged_scales_down_and_tears_down(tmp_path):
@@ -26,9 +41,18 @@ def test_a_platform_over_four_docker_hosts_deploys_reruns_unchanged_scales_down_
         data, entry, dock_a, dock_b = hosts.hosts
         name = platform.name
 
+        plant_dockerfiles(dock_a, name)
         started = time.monotonic()
         platform.playbook("site.yml")
         timings["deploy"] = time.monotonic() - started
+
+        # The agent image of host 3 is the collection's, and its build context is gone.
+        agent_image = hosts.inner(dock_a, "inspect", "-f", "{{.Config.Image}}", "%s-agent-env_a" % name).stdout.strip()
+        labels = hosts.inner(dock_a, "image", "inspect", "-f", "{{json .Config.Labels}}", agent_image).stdout
+        assert "planted" not in labels, labels
+        assert docker("exec", dock_a, "ls", OLD_BUILD_DIR % name).stdout.split() == ["Dockerfile"]  # still planted
+        leftovers = docker("exec", dock_a, "sh", "-c", "ls -d /tmp/nocobase-agent-* 2>/dev/null", check=False).stdout
+        assert leftovers == "", leftovers
 
         # Each node on its own host's engine, published on that host's address only.
         expected = {

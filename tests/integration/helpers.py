@@ -13,6 +13,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from ansible.module_utils.common import warnings as ansible_warnings
+
 try:
     from ansible.module_utils.testing import patch_module_args
 except ImportError:  # ansible-core before 2.19, the oldest the collection supports
@@ -40,6 +42,7 @@ def run(name, args, check=False, diff=False):
     Return the module's result dict; raise ModuleFailed with it when the module fails."""
     module = importlib.import_module("ansible_collections.nocobase.multienv.plugins.modules." + name)
     args = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
+    ansible_warnings._global_warnings.clear()  # a module's warnings are its own run's, as in a real process
     out = io.StringIO()
     with patch_module_args(args), contextlib.redirect_stdout(out):
         try:

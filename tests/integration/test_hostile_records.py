@@ -4,6 +4,7 @@ A bad record is skipped with a warning naming it; no reader fails as a whole."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from helpers import put_app, run, wait_for
@@ -190,3 +191,77 @@ def test_the_agent_stays_up_when_its_resync_meets_deep_records(rclient, keys, pl
     plane.enqueue("crm", "stop", environments=["env_a"])
     wait_status(rclient, keys, "crm", "stopped")
     assert worker.alive()
+
+
+# ------------------------------------------------------------------------------------------ one clock
+
+
+def redis_now_ms(rclient):
+    seconds, microseconds = rclient.time()
+    return seconds * 1000 + microseconds // 1000
+
+
+def test_a_controller_clock_7_minutes_ahead_still_sees_a_beating_environment(
+        rclient, keys, plane, make_consumer, monkeypatch):
+    consumer = make_consumer("env_a", "a1")
+    consumer.register()
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 420)  # this process: the agent's and the controller's
+    consumer.heartbeat()
+    assert abs(int(rclient.hget(keys.heartbeats, "env_a")) - redis_now_ms(rclient)) < 5000  # Redis's clock
+    environments = plane.read_environments()
+    assert environments["env_a"]["available"] is True, environments
+    assert environments["env_a"]["heartbeatAge"] < 5
+
+
+def test_a_heartbeat_from_the_future_is_not_fresh(conn, rclient, keys):
+    run("environment", dict(conn, name="env_a", url="http://a"))
+    rclient.hset(keys.heartbeats, "env_a", redis_now_ms(rclient) + 75 * 365 * 24 * 3600 * 1000)  # the year 2100
+    result = run("environment_info", dict(conn))
+    assert result["environments"][0]["available"] is False
+    assert result["environments"][0]["lastHeartbeatAt"] is None
+    assert "the heartbeat of environment 'env_a' is" in warnings_of(result)
+    assert "ahead of Redis's clock" in warnings_of(result)
+
+
+def test_a_url_longer_than_nginx_takes_is_refused_and_skipped(conn, rclient, keys):
+    long_url = "http://a/" + "p" * 4096
+    assert "url: a URL of 4105 characters is longer than the 1024 allowed" in failure(
+        "environment", dict(conn, name="env_a", url=long_url))
+    run("environment", dict(conn, name="env_a", url="http://a"))
+    rclient.hset(keys.environments, "env_b", json.dumps({"name": "env_b", "url": long_url}))
+    result = run("environment_info", dict(conn))
+    assert [env["name"] for env in result["environments"]] == ["env_a"]
+    assert "environment record 'env_b': url: a URL of 4105 characters" in warnings_of(result)
+
+
+# ------------------------------------------------------------------------------- the inventory first
+
+
+def test_a_record_that_moves_a_known_environment_elsewhere_is_skipped(conn, rclient, keys):
+    """env_b's agent could write env_a's record: the proxy reads it with what the inventory says."""
+    run("environment", dict(conn, environments=[dict(name="env_a", url="http://a", proxy_url="http://worker-a"),
+                                                dict(name="env_b", url="http://b")]))
+    run("app", dict(conn, apps=[dict(name="crm", environments=["env_a"]), dict(name="hr", environments=["env_b"])]))
+    run("environment", dict(conn, name="env_a", heartbeat=True))
+    run("environment", dict(conn, name="env_b", heartbeat=True))
+    expected = {"env_a": {"url": "http://a", "proxy_url": "http://worker-a"}, "env_c": {"proxy_url": "http://c"}}
+    agreeing = run("app_info", dict(conn, expected_environments=expected))
+    assert {app["name"]: app["proxyTarget"]["url"] for app in agreeing["apps"]} == {
+        "crm": "http://worker-a", "hr": "http://b"}  # env_b is not in expected_environments: as recorded
+    assert not agreeing.get("warnings")
+
+    rclient.hset(keys.environments, "env_a", json.dumps({"name": "env_a", "url": "http://a", "proxyUrl": "http://evil"}))
+    moved = run("app_info", dict(conn, expected_environments=expected))
+    crm = next(app for app in moved["apps"] if app["name"] == "crm")
+    assert crm["proxyTarget"] == {"environment": "env_a", "url": None, "available": False, "registered": False}
+    assert ("environment record 'env_a': proxyUrl 'http://evil' is not 'http://worker-a', the one "
+            "expected_environments gives") in warnings_of(moved)
+    assert "http://evil" not in json.dumps(moved["apps"])
+
+
+def test_expected_environments_are_checked_naming_the_field(conn):
+    assert "expected_environments.env_a.proxy_url: 'http://x;'" in failure(
+        "app_info", dict(conn, expected_environments={"env_a": {"proxy_url": "http://x;"}}))
+    assert "expected_environments: 'Bad' is not a valid environment name" in failure(
+        "environment_info", dict(conn, expected_environments={"Bad": {}}))

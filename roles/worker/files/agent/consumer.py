@@ -52,6 +52,7 @@ from _keyspace import (  # noqa: E402
     now_ms,
     parse_schema_version,
     pending_field,
+    redis_time_ms,
 )
 
 # parse_schema_version's error for a schema key that is not a number.
@@ -301,11 +302,12 @@ class Consumer:
                     if version > PROTOCOL_VERSION:
                         raise SchemaError("schema version %d is newer than this consumer understands (%d)"
                                           % (version, PROTOCOL_VERSION))
+                    now = redis_time_ms(pipe.time())
                     pipe.multi()
                     if version == 0:
                         pipe.set(self.keys.schema, PROTOCOL_VERSION)
                     pipe.hset(self.keys.environments, self.environment, self.environment_record())
-                    pipe.hset(self.keys.heartbeats, self.environment, now_ms())
+                    pipe.hset(self.keys.heartbeats, self.environment, now)
                     pipe.execute()
                     return
                 except redis.WatchError:
@@ -339,8 +341,8 @@ class Consumer:
         return removed
 
     def heartbeat(self):
-        """On start, step 4: one beat. Nothing else is written by a beat."""
-        self.client.hset(self.keys.heartbeats, self.environment, now_ms())
+        """On start, step 4: one beat, at Redis's clock. Nothing else is written by a beat."""
+        self.client.hset(self.keys.heartbeats, self.environment, redis_time_ms(self.client.time()))
 
     def _heartbeat_loop(self):
         while not self._heartbeat_stop.wait(self.heartbeat_seconds):
@@ -554,10 +556,11 @@ class Consumer:
         pipe = self.client.pipeline(transaction=False)
         pipe.hmget(self.keys.heartbeats, earlier)
         pipe.hmget(self.keys.status(app), earlier)
+        pipe.time()
         for env in earlier:
             pipe.hget(self.keys.pending(env), pending_field(app, "start"))
-        beats, statuses, *queued_starts = pipe.execute()
-        now = now_ms()
+        beats, statuses, now, *queued_starts = pipe.execute()
+        now = redis_time_ms(now)
         for env, beat, raw, queued_start in zip(earlier, beats, statuses, queued_starts):
             try:
                 last = int(_str(beat)) if beat is not None else None

@@ -7,6 +7,7 @@ import json
 import time
 
 import pytest
+import redis
 from helpers import put_app, run, wait_for
 from test_agent import agent, node, registered, status_of, wait_status  # noqa: F401 - agent, node: fixtures
 from test_consumer import make_consumer  # noqa: F401 - a fixture
@@ -265,3 +266,71 @@ def test_expected_environments_are_checked_naming_the_field(conn):
         "app_info", dict(conn, expected_environments={"env_a": {"proxy_url": "http://x;"}}))
     assert "expected_environments: 'Bad' is not a valid environment name" in failure(
         "environment_info", dict(conn, expected_environments={"Bad": {}}))
+
+
+# ------------------------------------------------------------------------------ exactly once, in order
+
+
+def test_a_completion_that_fails_is_retried_without_acting_again(rclient, keys, plane, make_consumer, monkeypatch):
+    calls = []
+    consumer = make_consumer("a", "a1", lambda app, action, payload, record: calls.append((app, action)))
+    put_app(rclient, keys, "crm", ["a"])
+    request = plane.enqueue("crm", "start", environments=["a"])["request_id"]
+    complete = consumer._complete
+    failures = []
+
+    def once_unreachable(*args, **kwargs):  # Redis goes away right after the action
+        if not failures:
+            failures.append(1)
+            raise redis.ConnectionError("simulated: Redis went away")
+        return complete(*args, **kwargs)
+
+    monkeypatch.setattr(consumer, "_complete", once_unreachable)
+    with pytest.raises(redis.ConnectionError):
+        consumer.drain(timeout=5)
+    time.sleep(1.2)  # past the reclaim idle time: a consumer that forgot would carry it out again
+    consumer.drain(timeout=5)
+    assert calls == [("crm", "start")]
+    status = status_of(rclient, keys, "crm", "a")
+    assert status["status"] == "running" and status["requestId"] == request
+    assert rclient.xpending(keys.commands("a"), "workers")["pending"] == 0
+    assert not rclient.hexists(keys.pending("a"), "crm:start") and not rclient.exists(keys.lock("crm"))
+
+
+def test_a_start_whose_lock_was_lost_is_abandoned_then_carried_out_under_the_lock(rclient, keys, plane, make_consumer):
+    calls = []
+
+    def slow_start(app, action, payload, record):
+        calls.append(action)
+        if len(calls) == 1:  # meanwhile another consumer takes the lock (it had expired)
+            rclient.set(keys.lock(app), "another-consumer", px=1500)
+            time.sleep(1.0)
+
+    consumer = make_consumer("a", "a1", slow_start)
+    put_app(rclient, keys, "crm", ["a"])
+    request = plane.enqueue("crm", "start", environments=["a"])["request_id"]
+    consumer.drain(timeout=5)
+    assert calls == ["start"]
+    assert status_of(rclient, keys, "crm", "a")["status"] == "initializing"  # never completed as running
+    assert rclient.get(keys.lock("crm")) == "another-consumer"
+    assert rclient.xpending(keys.commands("a"), "workers")["pending"] == 1
+    wait_for(lambda: not rclient.exists(keys.lock("crm")), timeout=5, what="the other lock to expire")
+    wait_for(lambda: consumer.drain(timeout=1) or status_of(rclient, keys, "crm", "a")["status"] == "running",
+             timeout=10, interval=0.2, what="the start carried out again under the lock")
+    assert calls == ["start", "start"]
+    assert status_of(rclient, keys, "crm", "a")["requestId"] == request
+
+
+def test_the_resync_starts_an_app_only_under_its_lock(rclient, keys, node, agent):
+    standin = node()
+    rclient.hset(keys.apps, "crm", json.dumps({"environments": ["env_a"], "name": "crm",
+                                               "options": {"dbConnType": "new_database"}}))
+    rclient.hset(keys.status("crm"), "env_a", json.dumps({"status": "running", "requestId": "r1", "updatedAt": 1}))
+    rclient.set(keys.lock("crm"), "a-start-elsewhere", px=4000)
+    worker = agent("env_a", standin.url)
+    registered(rclient, keys)
+    worker.wait_log("resync: app crm waits for its lock or an earlier environment")
+    assert standin.state()["apps"].get("crm") != "running"
+    wait_for(lambda: standin.state()["apps"].get("crm") == "running", timeout=20, interval=0.2,
+             what="the resync to start crm once the lock is free")
+    assert not rclient.exists(keys.lock("crm"))

@@ -287,6 +287,8 @@ class Agent:
             try:
                 self.resync()
             except consumer_mod.ActionAborted:
+                if not self.stop_event.is_set():
+                    self.resync_needed.set()  # it lost an app's lock: again, next round
                 return False
             except (BackendError, redis.RedisError, consumer_mod.ActionDeferred) as exc:
                 LOG.warning("resync failed (%s); retrying", exc)
@@ -362,7 +364,7 @@ class Agent:
             if time.monotonic() >= deadline:
                 raise BackendError("app %s did not answer as itself within %.0f s (last answer: %s)"
                                    % (app, self.settings.start_timeout, last))
-            if self.stop_event.wait(1.0):
+            if self.stop_event.wait(1.0) or self.consumer.lock_lost():
                 raise consumer_mod.ActionAborted()
 
     def _wait_stopped(self, app):
@@ -373,7 +375,7 @@ class Agent:
                 return
             if time.monotonic() >= deadline:
                 raise BackendError("app %s still %s after %.0f s" % (app, here.status, self.settings.stop_timeout))
-            if self.stop_event.wait(1.0):
+            if self.stop_event.wait(1.0) or self.consumer.lock_lost():
                 raise consumer_mod.ActionAborted()
 
     # ------------------------------------------------------------------ resync
@@ -407,14 +409,21 @@ class Agent:
         if not wanted:
             return
         apps_here = self.backend.list_apps()
+        waiting = []
         for name, (status, record) in sorted(wanted.items()):
             here = apps_here.get(name)
             try:
                 if status["status"] == "running":
                     if here is not None and here.status == "running":
                         continue
+                    # Like a start entry: after the app's earlier environments, under its lock.
+                    environments = [env for env in (record or {}).get("environments") or [] if isinstance(env, str)]
                     LOG.info("resync: app %s runs here according to Redis; starting it", name)
-                    self.act(name, "start", None, record)
+                    if not self.consumer.start_in_order(name, environments, status.get("requestId"),
+                                                        lambda name=name, record=record: self.act(name, "start", None, record)):
+                        LOG.info("resync: app %s waits for its lock or an earlier environment", name)
+                        waiting.append(name)
+                        continue
                 elif here is not None and here.status not in ("stopped", None):
                     LOG.info("resync: app %s is stopped here according to Redis; stopping it", name)
                     self.act(name, "stop", None, record)
@@ -424,6 +433,8 @@ class Agent:
                 self._write_status(name, "error", status.get("requestId"), "resync: %s" % exc)
                 continue
             self._write_status(name, status["status"], status.get("requestId"), "")
+        if waiting:
+            self.resync_needed.set()  # the next round, before the next commands
 
     def _write_status(self, app, status, request_id, message):
         self.client.hset(self.keys.status(app), self.settings.environment,

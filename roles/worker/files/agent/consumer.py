@@ -194,7 +194,7 @@ class _KeepAlive:
         self.thread = None
 
     def __enter__(self):
-        self.thread = threading.Thread(target=self._run, name="keepalive-" + self.entry_id, daemon=True)
+        self.thread = threading.Thread(target=self._run, name="keepalive-%s" % (self.entry_id or self.app), daemon=True)
         self.thread.start()
         return self
 
@@ -206,12 +206,15 @@ class _KeepAlive:
         c = self.consumer
         while not self.done.wait(self.interval):
             try:
-                c.client.xclaim(c.keys.commands(c.environment), CONSUMER_GROUP, c.consumer_name, 0,
-                                [self.entry_id], justid=True)
+                if self.entry_id:
+                    c.client.xclaim(c.keys.commands(c.environment), CONSUMER_GROUP, c.consumer_name, 0,
+                                    [self.entry_id], justid=True)
                 if self.lock_token and not self.lost_lock:
                     if not c._extend(keys=[c.keys.lock(self.app)], args=[self.lock_token, c.lock_ttl_ms]):
                         self.lost_lock = True
-                        LOG.warning("%s: lost the bootstrap lock of %s while starting it", c.consumer_name, self.app)
+                        c._lock_lost.set()
+                        LOG.warning("%s: lost the bootstrap lock of %s while starting it: giving the start up",
+                                    c.consumer_name, self.app)
             except redis.RedisError as exc:
                 LOG.warning("%s: keep-alive failed: %s", c.consumer_name, exc)
 
@@ -262,6 +265,11 @@ class Consumer:
         self._extend = client.register_script(EXTEND_LUA)
         self._release = client.register_script(RELEASE_LUA)
         self._deferred = {}  # entry id -> fields, waiting for order or lock
+        # entry id -> the arguments of _finish: carried out, but completing it failed (Redis went
+        # away); completed again before anything else, never carried out again.
+        self._unfinished = {}
+        # Set while an action runs if its lock was lost: the action gives up (lock_lost()).
+        self._lock_lost = threading.Event()
         self._history_done = False
         self._started = False
         self._stop_event = threading.Event()
@@ -394,8 +402,8 @@ class Consumer:
         if not self._started:
             self.start()
         stream = self.keys.commands(self.environment)
-        seen = set()
-        done = 0
+        seen = set(self._unfinished)
+        done = self._finish_unfinished()
         # 1. Own history first: entries delivered to this consumer name and never acknowledged.
         if not self._history_done:
             last = "0"
@@ -489,6 +497,37 @@ class Consumer:
             self._stop_beating()
 
     # ---------------------------------------------------------------------- processing
+
+    def start_in_order(self, app, environments, request_id, start):
+        """Call start() as a start entry of `app` would be carried out (its request `request_id`):
+        after the earlier of its `environments`, under its lock. For the agent's resync; returns
+        False, without calling start(), while it must wait for either."""
+        if self._must_wait(app, environments, request_id):
+            return False
+        token = secrets.token_hex(16)
+        if not self.client.set(self.keys.lock(app), token, nx=True, px=self.lock_ttl_ms):
+            return False
+        self._lock_lost.clear()
+        try:
+            with _KeepAlive(self, None, app, token):
+                start()
+        finally:
+            self._release(keys=[self.keys.lock(app)], args=[token])
+        return True
+
+    def lock_lost(self):
+        """Whether the running action's lock was lost (another consumer may act on the app now)."""
+        return self._lock_lost.is_set()
+
+    def _finish_unfinished(self):
+        """Complete, in stream order, the entries whose completion failed; never act on them again."""
+        done = 0
+        for entry_id in sorted(self._unfinished, key=_id_key):
+            self._finish(entry_id, *self._unfinished[entry_id])
+            del self._unfinished[entry_id]
+            LOG.info("%s: completed %s after Redis came back", self.consumer_name, entry_id)
+            done += 1
+        return done
 
     def _handle(self, entry_id, fields, seen):
         if entry_id in seen:
@@ -642,7 +681,8 @@ class Consumer:
         # 5. Act.
         final = FINAL_STATUS[action]
         message = ""
-        with _KeepAlive(self, entry_id, app, token):
+        self._lock_lost.clear()
+        with _KeepAlive(self, entry_id, app, token) as keep_alive:
             try:
                 if action == "start":
                     self._status(app, "initializing", request_id)
@@ -663,9 +703,20 @@ class Consumer:
             except Exception as exc:  # noqa: BLE001 - any failure of the action is the app's error status
                 LOG.warning("%s: %s %s failed: %s", self.consumer_name, action, app, exc)
                 final, message = "error", "%s failed: %s" % (action, exc)
-        # 6. Complete, 7. release.
-        self._finish(entry_id, app, action, request_id,
-                     status_record(final, request_id, message) if final else "", token)
+        if keep_alive.lost_lock:
+            # Another consumer may hold the lock and start the app: nothing is completed here, and the
+            # entry, left pending, is carried out again under the lock once it is reclaimed.
+            LOG.warning("%s: %s %s abandoned: its lock was lost", self.consumer_name, action, app)
+            return "aborted"
+        # 6. Complete, 7. release. If Redis fails now, the entry is completed again by itself.
+        finish = (app, action, request_id, status_record(final, request_id, message) if final else "", token)
+        try:
+            self._finish(entry_id, *finish)
+        except redis.RedisError:
+            self._unfinished[entry_id] = finish
+            LOG.warning("%s: completing %s %s failed; completed once Redis answers, not carried out again",
+                        self.consumer_name, action, app)
+            raise
         LOG.info("%s: %s %s -> %s", self.consumer_name, action, app, final or "removed")
         return "done"
 

@@ -177,17 +177,19 @@ def container_is_current(state, name, spec_hash, image, want_running=True, want_
     return not want_healthy or current["health"] == "healthy"
 
 
-def nodes_to_upgrade(platform, engines):
+def nodes_to_upgrade(platform, engines, unverified=()):
     """The NocoBase nodes of the platform model whose container is missing or runs another image than
-    the model names for it (another tag, or the tag moved), in NocoBase's upgrade order: the
-    supervisor, then the workers as the inventory lists them.  Each: host, container, role,
-    environment, published_port, image (wanted) and running_image (as Docker lists it, or None)."""
+    the model names for it (another tag, or the tag moved), or that an upgrade replaced but did not
+    verify (their containers among `unverified`), in NocoBase's upgrade order: the supervisor, then
+    the workers as the inventory lists them.  Each: host, container, role, environment,
+    published_port, image (wanted) and running_image (as Docker lists it, or None)."""
     nodes = []
     for node in platform.get("nodes") or []:
         engine = engines.get(node["endpoint"]) or {}
         current = (engine.get("containers") or {}).get(node["container"])
         wanted_id = (engine.get("images") or {}).get(image_reference(node["image"]))
-        if current is not None and wanted_id is not None and current["image_id"] == wanted_id:
+        if current is not None and wanted_id is not None and current["image_id"] == wanted_id \
+                and node["container"] not in unverified:
             continue
         nodes.append({
             "host": node["host"],
@@ -199,6 +201,33 @@ def nodes_to_upgrade(platform, engines):
             "running_image": current["image"] if current is not None else None,
         })
     return nodes
+
+
+def node_images(platform, engines):
+    """{"supervisor": {host: image}, "worker": {host: image}}: the image each NocoBase node's container
+    runs, as the engines were listed (None where it has no container). A backup keeps them in its
+    manifest, for the rollback of an upgrade."""
+    images = {"supervisor": {}, "worker": {}}
+    for node in platform.get("nodes") or []:
+        current = ((engines.get(node["endpoint"]) or {}).get("containers") or {}).get(node["container"])
+        images["worker" if "environment" in node else "supervisor"][node["host"]] = current["image"] if current else None
+    return images
+
+
+def rollback_arguments(images):
+    """What puts every node back on the images of node_images(), as words of a command line: an
+    extra variable per role whose nodes ran one image, else where to set the role's image in the
+    inventory, host by host."""
+    extra, inventory = [], []
+    for role in ("supervisor", "worker"):
+        by_host = {host: image for host, image in ((images or {}).get(role) or {}).items() if image}
+        distinct = sorted(set(by_host.values()))
+        if len(distinct) == 1:
+            extra.append("-e %s_image=%s" % (role, distinct[0]))
+        elif distinct:
+            inventory.append("%s_image in the inventory: %s" % (role, ", ".join(
+                "%s on %s" % (by_host[host], host) for host in sorted(by_host))))
+    return " ".join(extra) + ("" if not inventory else " (and set %s)" % "; ".join(inventory))
 
 
 # What a spec hash leaves out: how the task waits or pulls (changing those must not recreate anything).

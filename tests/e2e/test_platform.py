@@ -7,6 +7,7 @@ its volumes and secrets) at the end.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ import pytest
 import redis
 import yaml
 from ansible_collections.nocobase.multienv.plugins.module_utils._redis_acl import user_password
+from ansible_collections.nocobase.multienv.plugins.module_utils._secrets import fingerprint
 from harness import APPS, STANDIN_IMAGE, Platform, recap_changed
 from helpers import producer
 
@@ -322,6 +324,10 @@ def test_a_node_installed_with_other_root_credentials_fails_clearly(platform):
         platform.playbook("supervisor.yml")  # back to the platform's secrets
 
 
+def _sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def _container_ids(platform):
     listed = platform.docker("ps", "-aq", "--no-trunc", "--filter",
                              "label=org.nocobase.multienv.platform=%s" % platform.name).stdout
@@ -539,8 +545,28 @@ def test_a_backup_brings_data_secrets_and_apps_back_after_losing_everything(plat
     running = {(app["name"], env) for app in APPS for env in app["environments"]}
     assert all(platform.status(app, env)["status"] == "running" for app, env in running)
 
-    platform.playbook("backup.yml", *settings, "-e", "nocobase_backup_secrets=true")
-    [backup] = list(backups.iterdir())
+    # What an environment named env_a-backup (or env_a-restore) would run: never taken for a throw-away container.
+    decoys = [worker + "-backup", worker + "-restore"]
+    for decoy in decoys:
+        platform.docker("run", "-d", "--name", decoy, "--entrypoint", "sleep", STANDIN_IMAGE, "900")
+    # Another backup that is being written, one a failed backup left a day ago, and the lock of a running backup.
+    backups.mkdir(mode=0o700)
+    (backups / "20990101T000000Z").mkdir()
+    (backups / "20200101T000000Z").mkdir()
+    os.utime(backups / "20200101T000000Z", (time.time() - 86400, time.time() - 86400))
+    (backups / ".lock").mkdir()
+    (backups / ".lock" / "owner").write_text("backup 20990101T000000Z\n")
+    held = platform.playbook("backup.yml", *settings, check=False)
+    assert held.returncode != 0
+    assert "is held by the run backup 20990101T000000Z" in " ".join(held.stdout.split()), held.stdout[-3000:]
+    shutil.rmtree(backups / ".lock")
+    try:
+        platform.playbook("backup.yml", *settings, "-e", "nocobase_backup_secrets=true")
+        assert [platform.docker("inspect", "-f", "{{.State.Running}}", decoy).stdout.strip() for decoy in decoys] == ["true"] * 2
+    finally:
+        platform.docker("rm", "-f", *decoys, check=False)
+    [backup] = [path.parent for path in backups.glob("*/manifest.json")]
+    assert sorted(path.name for path in backups.iterdir()) == sorted([backup.name, "20990101T000000Z"])  # no lock left
     manifest = json.loads((backup / "manifest.json").read_text())
     assert {"databases/e2e_app.dump", "databases/nocobase_supervisor.dump", "control-plane.json", "secrets.vault",
             "volumes/%s-worker-env_a-storage.tar.gz" % platform.name} <= set(manifest["files"])
@@ -560,6 +586,17 @@ def test_a_backup_brings_data_secrets_and_apps_back_after_losing_everything(plat
     assert refused.returncode != 0
     assert "databases/e2e_app.dump (checksum differs)" in " ".join(refused.stdout.split()), refused.stdout[-3000:]
     assert _container_ids(platform) == before
+    # A manifest changed to match a changed file is refused: it is not signed with the platform's key.
+    tampered = tmp_path / "tampered"
+    shutil.copytree(corrupt, tampered)
+    manifest_tampered = dict(manifest, files=dict(manifest["files"], **{
+        "databases/e2e_app.dump": _sha256(tampered / "databases" / "e2e_app.dump")}))
+    (tampered / "manifest.json").write_text(json.dumps(manifest_tampered, indent=4))
+    refused = platform.playbook("restore.yml", *settings, "-e", "nocobase_restore_from=%s" % tampered,
+                                "-e", "nocobase_restore_confirm=true", check=False)
+    assert refused.returncode != 0
+    assert "The manifest of the backup is not signed with this platform's key" in " ".join(refused.stdout.split()), refused.stdout[-3000:]
+    assert _container_ids(platform) == before
     # Secrets other than the backup's are refused: the data needs the ones it was made with.
     other = platform.playbook("restore.yml", *settings, "-e", "nocobase_restore_from=" + backup.name,
                               "-e", "nocobase_restore_confirm=true", "-e", "nocobase_root_password=another-root-password",
@@ -574,8 +611,25 @@ def test_a_backup_brings_data_secrets_and_apps_back_after_losing_everything(plat
     assert _container_ids(platform) == before
 
     # Everything is lost: containers, volumes and the secrets directory (the overlay tears all of it down).
+    aes_key = (platform.secrets / "aes_secret_key").read_text().strip()
     platform.playbook("teardown.yml")
     assert not platform.secrets.exists() and _container_ids(platform) == []
+    # Signed with the platform's key, but a dump that creates another database than its name says: no
+    # database is replaced (e2e_app's dump is the supervisor's).
+    swapped = tmp_path / "swapped"
+    shutil.copytree(backup, swapped)
+    shutil.copyfile(swapped / "databases" / "nocobase_supervisor.dump", swapped / "databases" / "e2e_app.dump")
+    swapped_manifest = json.dumps(dict(manifest, files=dict(manifest["files"], **{
+        "databases/e2e_app.dump": _sha256(swapped / "databases" / "e2e_app.dump")})), indent=4)
+    (swapped / "manifest.json").write_text(swapped_manifest)
+    (swapped / "manifest.sig").write_text(fingerprint(swapped_manifest, "%s %s" % (platform.name, aes_key)))
+    refused = platform.playbook("restore.yml", *settings, "-e", "nocobase_restore_from=%s" % swapped, check=False)
+    assert refused.returncode != 0
+    assert ("databases/e2e_app.dump creates the database nocobase_supervisor, not e2e_app as the manifest says"
+            in " ".join(refused.stdout.split())), refused.stdout[-3000:]
+    # A restore that stops half way keeps the lock until it is run again; this is another restore.
+    assert (backups / ".lock" / "owner").read_text() == "restore of %s\n" % swapped
+    shutil.rmtree(backups / ".lock")
     platform.playbook("restore.yml", *settings, "-e", "nocobase_restore_from=" + backup.name)
 
     assert psql("e2e_app", "SELECT body FROM notes") == "kept"

@@ -151,8 +151,9 @@ def test_a_broken_release_stops_at_the_failing_node_and_says_how_to_roll_back(pl
     assert "The upgrade stopped at %s (%s)" % (nodes(platform)["env_a"], platform.releases["broken"]) in output
     assert "Replaced before it: %s." % nodes(platform)["supervisor"] in output
     assert "Not touched: %s." % nodes(platform)["env_b"] in output
+    # The images the backup recorded for each role (it was taken before the first upgrade).
     assert ("ansible-playbook playbooks/restore.yml -e nocobase_restore_from=%s -e nocobase_restore_confirm=true "
-            "-e nocobase_image=%s" % (backup, platform.releases["new"])) in output
+            "-e supervisor_image=%s -e worker_image=%s." % (backup, STANDIN_IMAGE, STANDIN_IMAGE)) in output
 
     assert inspect(platform, nodes(platform)["env_b"])["Id"] == env_b_before  # untouched
     assert inspect(platform, nodes(platform)["supervisor"])["Config"]["Image"] == platform.releases["broken"]
@@ -163,4 +164,25 @@ def test_a_broken_release_stops_at_the_failing_node_and_says_how_to_roll_back(pl
     upgrade(platform, "new")
     assert app_versions(platform) == {"env_a": NEW_VERSION, "env_b": NEW_VERSION}
     assert inspect(platform, nodes(platform)["env_b"])["Id"] == env_b_before
+    assert through_proxy(platform) == {"crm": 200, "hr": 200}
+
+
+def test_an_upgrade_that_failed_at_the_last_worker_is_finished_by_a_rerun(platform):
+    """env_b is replaced but fails its version check: a rerun verifies it and ends the maintenance."""
+    worker_b = platform.overlay / "host_vars" / "worker_b.yml"
+    saved = worker_b.read_text()
+    worker_b.write_text(saved + "nocobase_upgrade_version: 9.9.9\n")
+    try:
+        failed = platform.playbook("upgrade.yml", "-e", "nocobase_image=" + STANDIN_IMAGE, check=False)
+    finally:
+        worker_b.write_text(saved)
+    assert failed.returncode != 0
+    assert "The upgrade stopped at %s" % nodes(platform)["env_b"] in " ".join(failed.stdout.split()), failed.stdout[-3000:]
+    assert inspect(platform, nodes(platform)["env_b"])["Config"]["Image"] == STANDIN_IMAGE  # replaced, not verified
+    assert platform.get("/apps/hr/")[0] == 503
+
+    rerun = platform.playbook("upgrade.yml", "-e", "nocobase_image=" + STANDIN_IMAGE)
+    output = " ".join(rerun.stdout.split())
+    assert "Replacing, in this order: %s;" % nodes(platform)["env_b"] in output
+    assert "(not verified by an earlier upgrade: %s)" % nodes(platform)["env_b"] in output
     assert through_proxy(platform) == {"crm": 200, "hr": 200}

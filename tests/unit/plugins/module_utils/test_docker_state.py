@@ -9,8 +9,10 @@ from ansible_collections.nocobase.multienv.plugins.module_utils._docker_state im
     engine_state,
     image_reference,
     images_to_pull,
+    node_images,
     nodes_to_upgrade,
     pull_failure,
+    rollback_arguments,
     spec_hash,
 )
 
@@ -141,6 +143,8 @@ def test_nodes_to_upgrade_are_those_on_another_image_in_nocobase_order():
         "sup", "w_a", "w_b", "w_c", "w_d"]
     settled = {"nodes": [_node("sup", "nb:1"), _node("w_b", "nb:2", "env_b")]}
     assert nodes_to_upgrade(settled, engines) == []
+    # A node an upgrade replaced but did not verify is upgraded again, whatever it runs.
+    assert [n["container"] for n in nodes_to_upgrade(settled, engines, ["w_b"])] == ["w_b"]
 
 
 PLATFORM = {
@@ -230,3 +234,16 @@ def test_always_says_which_images_the_engine_has_and_how_to_pull_only_the_missin
     assert "- redis:7 for redis, on the Docker engine at 10.0.0.10, which has it\n" in message
     assert "- postgres:16 for postgres, on the Docker engine at 10.0.0.10\n" in message
     assert "missing pulls only the images an engine lacks" in message
+
+
+def test_the_rollback_names_each_roles_image_from_the_backup():
+    engines = {"local": {"containers": {"sup": {"image": "nb:1", "image_id": "sha256:1"},
+                                        "w_a": {"image": "nb:1", "image_id": "sha256:1"},
+                                        "w_b": {"image": "nb:0", "image_id": "sha256:0"}}}}
+    platform = {"nodes": [_node("sup", "nb:2"), _node("w_a", "nb:2", "env_a"), _node("w_b", "nb:2", "env_b"),
+                          _node("w_c", "nb:2", "env_c")]}
+    images = node_images(platform, engines)
+    assert images == {"supervisor": {"sup": "nb:1"}, "worker": {"w_a": "nb:1", "w_b": "nb:0", "w_c": None}}
+    assert rollback_arguments(images) == "-e supervisor_image=nb:1 (and set worker_image in the inventory: nb:1 on w_a, nb:0 on w_b)"
+    images["worker"]["w_b"] = "nb:1"
+    assert rollback_arguments(images) == "-e supervisor_image=nb:1 -e worker_image=nb:1"

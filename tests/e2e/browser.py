@@ -22,6 +22,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 Response = collections.namedtuple("Response", "status method url request_id")
+NETWORK_CHANGED = "net::ERR_NETWORK_CHANGED"
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 # Headless on a machine without a display or a network beyond loopback: no background connections
@@ -154,6 +155,14 @@ class Browser:
                 for event in events if event["method"] == "Network.requestWillBeSent"}
         return [(urls.get(event["params"]["requestId"], event["params"]["requestId"]), event["params"]["errorText"])
                 for event in events if event["method"] == "Network.loadingFailed" and not event["params"].get("canceled")]
+
+    def network_changed(self):
+        """Whether Chromium dropped a request because the machine's network changed (Docker made or
+        removed a network for another test running meanwhile): nothing the page or the proxy did."""
+        try:
+            return any(error == NETWORK_CHANGED for dummy, error in self.failed_loads())
+        except WebDriverException:  # the browser is gone: nothing to tell
+            return False
 
     def websockets(self):
         """{request id: {"url", "status" (the handshake's, 101 when it opened), "closed"}} of the page's WebSockets."""

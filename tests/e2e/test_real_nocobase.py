@@ -86,45 +86,56 @@ PAGES = [("main", "", None), ("crm", "apps/crm/", "env_a"), ("hr", "apps/hr/", "
 SCREENSHOTS = REPO / ".cache" / "screenshots"
 
 
-def sign_in_in_chromium(real, base, app, path, insecure_tls=False):
+def sign_in_in_chromium(real, base, app, path, insecure_tls=False, attempts=3):
     """Open <base><path>admin/ in Chromium, sign in as root, check what the person sees and what the page
-    did on the network; the browser, still open, for more."""
-    browser = Browser(SCREENSHOTS / real.name, insecure_tls=insecure_tls)
+    did on the network; the browser, still open, for more. Tests on other xdist workers make and remove
+    Docker networks meanwhile, and Chromium drops what is in flight when the machine's network changes:
+    only then is the sign-in tried again, with a new browser (at most `attempts` times)."""
+    attempt = 1
+    while True:
+        browser = Browser(SCREENSHOTS / real.name, insecure_tls=insecure_tls)
+        try:
+            _sign_in(browser, real, base, app, path)
+            return browser
+        except BaseException:
+            again = attempt < attempts and browser.network_changed()
+            browser.close()
+            if not again:
+                raise
+        print("%s%s: Chromium dropped requests as the network changed (attempt %d); again" % (base, path, attempt))
+        attempt += 1
 
+
+def _sign_in(browser, real, base, app, path):
     def app_info_responses():
         return [response for response in browser.responses() if response.url == base + "api/app:getInfo"]
 
-    try:
-        with browser.screenshot_on_failure("%s-%s" % (base.split(":")[0], app)):
-            browser.open(base + path + "admin/")
-            browser.wait(lambda: browser.find("input[type=password]"), 240, "%s: the sign-in page" % app)
-            assert browser.url == base + path + "signin?redirect=/admin/"
-            assert "not found" not in browser.text().lower(), browser.text()
-            before_sign_in = {response.request_id for response in browser.responses()}
-            browser.find("input[placeholder='Username/Email']")[0].send_keys("root@example.com")
-            browser.find("input[type=password]")[0].send_keys(real.root_password)
-            browser.find("button[type=submit]")[0].click()
-            browser.wait(lambda: browser.url == base + path + "admin/" and not browser.find("input[type=password]")
-                         and "No pages yet" in browser.text() and app_info_responses(), 240, "%s: the admin page" % app)
-            assert "not found" not in browser.text().lower(), browser.text()
-            # Signed in to this very app: the client keeps each app's token under the app's name.
-            token_key = "NOCOBASE_TOKEN" if app == "main" else "NOCOBASE_%s_TOKEN" % app.upper()
-            assert browser.driver.execute_script("return localStorage.getItem(arguments[0])", token_key), token_key
-            ours = [response for response in browser.responses() if response.url.startswith(base)]
-            refused = [response for response in ours if response.status >= 400
-                       and not (response.status == 401 and response.request_id in before_sign_in)]
-            assert not refused, refused
-            assert not [failed for failed in browser.failed_loads() if failed[0].startswith(base)]
-            # The page's own app:getInfo names the app: its API calls reached that app.
-            assert json.loads(browser.body(app_info_responses()[-1]))["data"]["name"] == app
-            sockets = [socket for socket in browser.websockets().values() if socket["url"].startswith(base.replace("http", "ws"))]
-            expected = base.replace("http", "ws") + "ws" + ("" if app == "main" else "?__appName=" + app)
-            assert sockets and {socket["url"] for socket in sockets} == {expected}, sockets
-            assert all(socket["status"] == 101 and not socket["closed"] for socket in sockets), sockets
-        return browser
-    except BaseException:
-        browser.close()
-        raise
+    with browser.screenshot_on_failure("%s-%s" % (base.split(":")[0], app)):
+        browser.open(base + path + "admin/")
+        browser.wait(lambda: browser.find("input[type=password]"), 240, "%s: the sign-in page" % app)
+        assert browser.url == base + path + "signin?redirect=/admin/"
+        assert "not found" not in browser.text().lower(), browser.text()
+        before_sign_in = {response.request_id for response in browser.responses()}
+        browser.find("input[placeholder='Username/Email']")[0].send_keys("root@example.com")
+        browser.find("input[type=password]")[0].send_keys(real.root_password)
+        browser.find("button[type=submit]")[0].click()
+        browser.wait(lambda: browser.url == base + path + "admin/" and not browser.find("input[type=password]")
+                     and "No pages yet" in browser.text() and app_info_responses(), 240, "%s: the admin page" % app)
+        assert "not found" not in browser.text().lower(), browser.text()
+        # Signed in to this very app: the client keeps each app's token under the app's name.
+        token_key = "NOCOBASE_TOKEN" if app == "main" else "NOCOBASE_%s_TOKEN" % app.upper()
+        assert browser.driver.execute_script("return localStorage.getItem(arguments[0])", token_key), token_key
+        ours = [response for response in browser.responses() if response.url.startswith(base)]
+        refused = [response for response in ours if response.status >= 400
+                   and not (response.status == 401 and response.request_id in before_sign_in)]
+        assert not refused, refused
+        assert not [failed for failed in browser.failed_loads() if failed[0].startswith(base)]
+        # The page's own app:getInfo names the app: its API calls reached that app.
+        assert json.loads(browser.body(app_info_responses()[-1]))["data"]["name"] == app
+        sockets = [socket for socket in browser.websockets().values() if socket["url"].startswith(base.replace("http", "ws"))]
+        expected = base.replace("http", "ws") + "ws" + ("" if app == "main" else "?__appName=" + app)
+        assert sockets and {socket["url"] for socket in sockets} == {expected}, sockets
+        assert all(socket["status"] == 101 and not socket["closed"] for socket in sockets), sockets
 
 
 def assert_websockets_went_to_their_nodes(real, since):

@@ -13,6 +13,7 @@ import time
 
 import pytest
 from helpers import AGENT, clean_env, start_standin, wait_for
+from test_hostile_records import DEEP, DEEP_OBJECT
 
 from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import CONSUMER_GROUP
 
@@ -492,3 +493,42 @@ def test_the_container_health_check_follows_readiness(node, agent, tmp_path):
     wait_for(lambda: healthy().returncode == 0, timeout=15, what="the agent to report healthy")
     assert standin.process.terminate() == 0
     wait_for(lambda: healthy().returncode == 1, timeout=15, what="the agent to report its NocoBase down")
+
+
+# ------------------------------------------------------------------------------ hostile records, the lock
+
+
+def test_the_agent_stays_up_when_its_resync_meets_deep_records(rclient, keys, plane, node, agent):
+    """The resync at every start reads every app's record and status: deep ones are skipped."""
+    standin = node()
+    for app in ("crm", "deep", "odd"):
+        put_record = {"environments": ["env_a"], "name": app, "options": {"dbConnType": "new_database"}}
+        rclient.hset(keys.apps, app, json.dumps(put_record))
+    rclient.hset(keys.apps, "deep", DEEP)
+    rclient.hset(keys.status("deep"), "env_a", json.dumps({"status": "running", "requestId": "r1", "updatedAt": 1}))
+    rclient.hset(keys.status("odd"), "env_a", DEEP_OBJECT)
+    rclient.hset(keys.status("crm"), "env_a", json.dumps({"status": "running", "requestId": "r2", "updatedAt": 1}))
+    worker = agent("env_a", standin.url)
+    registered(rclient, keys)
+    wait_for(lambda: standin.state()["apps"].get("crm") == "running", timeout=15, interval=0.1,
+             what="the resync to start crm")
+    worker.wait_log("resync: skipping app deep, its status or record nests deeper than the 32 levels")
+    worker.wait_log("resync: skipping app odd, its status or record nests deeper")
+    plane.enqueue("crm", "stop", environments=["env_a"])
+    wait_status(rclient, keys, "crm", "stopped")
+    assert worker.alive()
+
+
+def test_the_resync_starts_an_app_only_under_its_lock(rclient, keys, node, agent):
+    standin = node()
+    rclient.hset(keys.apps, "crm", json.dumps({"environments": ["env_a"], "name": "crm",
+                                               "options": {"dbConnType": "new_database"}}))
+    rclient.hset(keys.status("crm"), "env_a", json.dumps({"status": "running", "requestId": "r1", "updatedAt": 1}))
+    rclient.set(keys.lock("crm"), "a-start-elsewhere", px=4000)
+    worker = agent("env_a", standin.url)
+    registered(rclient, keys)
+    worker.wait_log("resync: app crm waits for its lock or an earlier environment")
+    assert standin.state()["apps"].get("crm") != "running"
+    wait_for(lambda: standin.state()["apps"].get("crm") == "running", timeout=20, interval=0.2,
+             what="the resync to start crm once the lock is free")
+    assert not rclient.exists(keys.lock("crm"))

@@ -17,7 +17,9 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 from helpers import put_app, stop_processes, wait_for
+from test_hostile_records import DEEP, redis_now_ms
 
 from ansible_collections.nocobase.multienv.plugins.module_utils._keyspace import (
     CONSUMER_GROUP,
@@ -598,3 +600,127 @@ def test_a_worker_registering_replaces_the_operators_record(rclient, keys, make_
     rclient.hset(keys.environments, "a", json.dumps({"name": "a", "url": "http://operator.example"}))
     make_consumer("a", "a1", url="http://worker.example").start()
     assert json.loads(rclient.hget(keys.environments, "a"))["url"] == "http://worker.example"
+
+
+# ------------------------------------------------------------------------------ hostile entries and records
+
+
+def test_an_entry_dropped_for_its_request_id_takes_its_pending_mark_along(rclient, keys, plane, make_consumer):
+    """An entry with a 129-character id (an older producer appended ':<app>' after its check): the
+    consumer drops it, and the app's next start is queued instead of reported queued forever."""
+    consumer = make_consumer("a", "a1", lambda *args: None)
+    put_app(rclient, keys, "crm", ["a"])
+    consumer.start()
+    long_id = "r" * 125 + ":crm"
+    rclient.xadd(keys.commands("a"), {"requestId": long_id, "appName": "crm", "action": "start",
+                                      "environments": '["a"]', "payload": "{}", "enqueuedAt": "1"})
+    rclient.hset(keys.pending("a"), "crm:start", long_id)
+    consumer.drain(timeout=5)
+    assert not rclient.hexists(keys.pending("a"), "crm:start")
+    assert rclient.xpending(keys.commands("a"), "workers")["pending"] == 0
+    assert plane.enqueue("crm", "start", environments=["a"])["enqueued"] == ["a"]
+
+
+def test_out_of_bounds_records_and_fields_never_stop_the_consumer(rclient, keys, plane, make_consumer):
+    calls = []
+    consumer = make_consumer("a", "a1", lambda app, action, payload, record: calls.append((app, action, payload)))
+    put_app(rclient, keys, "crm", ["a"])
+    rclient.hset(keys.apps, "deep", DEEP)
+    deep = plane.enqueue("deep", "start", environments=["a"])
+    # A start whose stream fields are nested too deep: they count as absent.
+    rclient.xadd(keys.commands("a"), {"requestId": "odd-1", "appName": "crm", "action": "start",
+                                      "environments": DEEP, "payload": DEEP, "enqueuedAt": "1"})
+    consumer.drain(timeout=5)
+    status = status_of(rclient, keys, "deep", "a")
+    assert status["status"] == "error" and status["requestId"] == deep["request_id"]
+    assert "the record of app deep nests deeper than the 32 levels" in status["message"]
+    assert calls == [("crm", "start", {})]
+
+
+def test_an_entry_that_fails_for_another_reason_is_dropped_and_the_next_one_runs(
+        rclient, keys, plane, make_consumer, monkeypatch, caplog):
+    calls = []
+    consumer = make_consumer("a", "a1", lambda app, action, payload, record: calls.append((app, action)))
+    put_app(rclient, keys, "crm", ["a"])
+    put_app(rclient, keys, "hr", ["a"])
+    real_must_wait = consumer._must_wait
+
+    def fault(app, environments, request_id):  # a fault of the consumer itself, for one app only
+        if app == "crm":
+            raise KeyError("simulated fault")
+        return real_must_wait(app, environments, request_id)
+
+    monkeypatch.setattr(consumer, "_must_wait", fault)
+    plane.enqueue("crm", "start", environments=["a"])
+    plane.enqueue("hr", "start", environments=["a"])
+    consumer.drain(timeout=5)
+    assert calls == [("hr", "start")]
+    assert "could not be processed; acknowledged without action" in caplog.text
+    assert rclient.xpending(keys.commands("a"), "workers")["pending"] == 0
+    assert not rclient.hexists(keys.pending("a"), "crm:start")
+
+
+def test_a_controller_clock_7_minutes_ahead_still_sees_a_beating_environment(
+        rclient, keys, plane, make_consumer, monkeypatch):
+    consumer = make_consumer("env_a", "a1")
+    consumer.register()
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 420)  # this process: the agent's and the controller's
+    consumer.heartbeat()
+    assert abs(int(rclient.hget(keys.heartbeats, "env_a")) - redis_now_ms(rclient)) < 5000  # Redis's clock
+    environments = plane.read_environments()
+    assert environments["env_a"]["available"] is True, environments
+    assert environments["env_a"]["heartbeatAge"] < 5
+
+
+# ------------------------------------------------------------------------------ exactly once, in order
+
+
+def test_a_completion_that_fails_is_retried_without_acting_again(rclient, keys, plane, make_consumer, monkeypatch):
+    calls = []
+    consumer = make_consumer("a", "a1", lambda app, action, payload, record: calls.append((app, action)))
+    put_app(rclient, keys, "crm", ["a"])
+    request = plane.enqueue("crm", "start", environments=["a"])["request_id"]
+    complete = consumer._complete
+    failures = []
+
+    def once_unreachable(*args, **kwargs):  # Redis goes away right after the action
+        if not failures:
+            failures.append(1)
+            raise redis.ConnectionError("simulated: Redis went away")
+        return complete(*args, **kwargs)
+
+    monkeypatch.setattr(consumer, "_complete", once_unreachable)
+    with pytest.raises(redis.ConnectionError):
+        consumer.drain(timeout=5)
+    time.sleep(1.2)  # past the reclaim idle time: a consumer that forgot would carry it out again
+    consumer.drain(timeout=5)
+    assert calls == [("crm", "start")]
+    status = status_of(rclient, keys, "crm", "a")
+    assert status["status"] == "running" and status["requestId"] == request
+    assert rclient.xpending(keys.commands("a"), "workers")["pending"] == 0
+    assert not rclient.hexists(keys.pending("a"), "crm:start") and not rclient.exists(keys.lock("crm"))
+
+
+def test_a_start_whose_lock_was_lost_is_abandoned_then_carried_out_under_the_lock(rclient, keys, plane, make_consumer):
+    calls = []
+
+    def slow_start(app, action, payload, record):
+        calls.append(action)
+        if len(calls) == 1:  # meanwhile another consumer takes the lock (it had expired)
+            rclient.set(keys.lock(app), "another-consumer", px=1500)
+            time.sleep(1.0)
+
+    consumer = make_consumer("a", "a1", slow_start)
+    put_app(rclient, keys, "crm", ["a"])
+    request = plane.enqueue("crm", "start", environments=["a"])["request_id"]
+    consumer.drain(timeout=5)
+    assert calls == ["start"]
+    assert status_of(rclient, keys, "crm", "a")["status"] == "initializing"  # never completed as running
+    assert rclient.get(keys.lock("crm")) == "another-consumer"
+    assert rclient.xpending(keys.commands("a"), "workers")["pending"] == 1
+    wait_for(lambda: not rclient.exists(keys.lock("crm")), timeout=5, what="the other lock to expire")
+    wait_for(lambda: consumer.drain(timeout=1) or status_of(rclient, keys, "crm", "a")["status"] == "running",
+             timeout=10, interval=0.2, what="the start carried out again under the lock")
+    assert calls == ["start", "start"]
+    assert status_of(rclient, keys, "crm", "a")["requestId"] == request

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from ansible.errors import AnsibleError
 from ansible.module_utils.common.parameters import remove_values
 from ansible.module_utils.parsing.convert_bool import boolean
@@ -27,6 +29,7 @@ ARGUMENT_SPEC = {
     "networks": {"type": "list", "elements": "dict", "required": True},
     "labels": {"type": "dict"},
     "env": {"type": "dict"},
+    "secret_env": {"type": "dict", "no_log": True},
     "command": {"type": "raw"},
     "mounts": {"type": "list", "elements": "dict"},
     "published_ports": {"type": "list", "elements": "str"},
@@ -37,6 +40,19 @@ ARGUMENT_SPEC = {
     "pull": {"type": "str", "choices": ["always", "missing", "never", "not_present"]},
     "image_pending": {"type": "bool", "default": False},
 }
+
+# secret_env: each variable is a file /run/env.<NAME> in the container, readable by root only, written
+# after the container is created and before it starts (Docker copies into existing directories only,
+# and /run/secrets exists only where Swarm mounts secrets); this wrapper exports them, then runs the
+# image's entry point and command. The Swarm runtime's services use the same wrapper with their Docker
+# secrets /run/secrets/env.<NAME> (roles/_common/tasks/service.yml).
+SECRET_ENV_DIR = "/run"
+SECRET_ENV_WRAPPER = [
+    "/bin/sh", "-c",
+    'for file in /run/env.* /run/secrets/env.*; do [ -f "$file" ] && export "${file##*/env.}=$(cat "$file")"; done; '
+    'exec "$@"',
+    "nocobase-secret-env",
+]
 
 # The platform settings and run state the action reads, as the roles of the collection define them.
 SETTINGS = (
@@ -96,20 +112,17 @@ class ActionModule(ActionBase):
                 "published_ports": args["published_ports"] or [], "healthcheck": args["healthcheck"],
                 "comparisons": {"env": "strict", "networks": "strict"},
             }
-            # As a no_log task: the module must not log its arguments (the environment) on the target.
-            task_no_log, self._task.no_log = self._task.no_log, True
+            # Every value of the environment is masked in a failure message.
+            secrets = {str(value) for value in list((args["env"] or {}).values()) + list((args["secret_env"] or {}).values())
+                       if len(str(value)) > 3}
             try:
-                outcome = self._execute_module(
-                    module_name="community.docker.docker_container",
-                    module_args={key: value for key, value in module_args.items() if value is not None},
-                    task_vars=task_vars)
-            finally:
-                self._task.no_log = task_no_log
-            if outcome.get("failed"):
-                # Only the message, with every value of the environment masked.
-                secrets = {str(value) for value in (args["env"] or {}).values() if len(str(value)) > 3}
-                return dict(result, failed=True, changed=bool(outcome.get("changed")),
-                            msg=remove_values("%s: %s" % (name, outcome.get("msg", "docker_container failed")), secrets))
+                if args["secret_env"]:
+                    outcome = self._run_with_secret_env(module_args, args["secret_env"], check_mode, task_vars)
+                else:
+                    outcome = self._module("community.docker.docker_container", module_args, task_vars)
+            except _Failed as failed:
+                return dict(result, failed=True, changed=failed.changed,
+                            msg=remove_values("%s: %s" % (name, failed.msg), secrets))
             container = outcome.get("container") or {}
             networks = (container.get("NetworkSettings") or {}).get("Networks") or {}
             record = {"changed": bool(outcome.get("changed")), "id": container.get("Id"),
@@ -124,3 +137,47 @@ class ActionModule(ActionBase):
         # The result holds none of the arguments (they hold secrets). A prediction is shown, as debug's msg is.
         return dict(result, changed=record["changed"], msg=msg, container=record,
                     ansible_facts={"__common_containers": containers}, _ansible_verbose_always=predicted)
+
+    def _module(self, module_name, module_args, task_vars):
+        """A module's result, run as a no_log task (its arguments hold secrets); _Failed if it failed."""
+        task_no_log, self._task.no_log = self._task.no_log, True
+        try:
+            outcome = self._execute_module(module_name=module_name, task_vars=task_vars,
+                                           module_args={key: value for key, value in module_args.items() if value is not None})
+        finally:
+            self._task.no_log = task_no_log
+        if outcome.get("failed"):
+            raise _Failed(outcome.get("msg", "%s failed" % module_name), bool(outcome.get("changed")))
+        return outcome
+
+    def _run_with_secret_env(self, module_args, secret_env, check_mode, task_vars):
+        """docker_container with the secret_env wrapper around the image's entry point and command: the
+        container is created, given its secret files if it is new, then brought to the wanted state."""
+        images = self._module("community.docker.docker_image_info", {"name": [module_args["image"]]}, task_vars)["images"]
+        if not images:
+            raise _Failed("the image %s is not on the Docker engine (it is pulled as the run begins)" % module_args["image"])
+        config = images[0].get("Config") or {}
+        command = module_args["command"]
+        if command is None:
+            command = config.get("Cmd") or []
+        elif isinstance(command, str):
+            command = shlex.split(command)  # as docker_container splits a command given as a string
+        wrapped = dict(module_args, entrypoint=SECRET_ENV_WRAPPER, command=(config.get("Entrypoint") or []) + list(command))
+        created = self._module("community.docker.docker_container", dict(wrapped, state="present"), task_vars)
+        if created.get("changed") and not check_mode:
+            container = (created.get("container") or {}).get("Id") or module_args["name"]
+            for variable, value in sorted(secret_env.items()):
+                self._module("community.docker.docker_container_copy_into", {
+                    "container": container, "container_path": "%s/env.%s" % (SECRET_ENV_DIR, variable),
+                    "content": str(value), "mode": 0o400, "owner_id": 0, "group_id": 0}, task_vars)
+        if module_args["state"] == "present":
+            return created
+        started = self._module("community.docker.docker_container", wrapped, task_vars)
+        return dict(started, changed=bool(created.get("changed") or started.get("changed")))
+
+
+class _Failed(Exception):
+    def __init__(self, msg, changed=False):
+        super().__init__(msg)
+        self.msg = msg
+        self.changed = changed

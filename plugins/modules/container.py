@@ -57,6 +57,18 @@ options:
   env:
     description: Its environment; every value is masked in a failure message.
     type: dict
+  secret_env:
+    description:
+      - Environment variables that hold secrets, for an image that reads them from its environment only.
+        None of them is in the container's configuration (C(docker inspect)).
+      - Each is a file C(/run/env.<NAME>), mode 0400 for root, copied into the container after it is
+        created and before it starts; a shell wrapper exports them, then runs the image's entry point and
+        command (O(command) instead of the image's command when given). The Swarm services of the collection
+        run the same wrapper over their Docker secrets C(/run/secrets/env.<NAME>). A new value makes a new
+        container.
+      - The image needs C(/bin/sh) and C(/run), and must be on the Docker engine (a run pulls its images as it
+        begins).
+    type: dict
   command:
     description: Its command.
     type: raw

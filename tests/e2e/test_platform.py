@@ -124,6 +124,22 @@ def _connects(platform, container, host, port):
     return platform.docker("exec", container, *argv, check=False).returncode == 0
 
 
+def test_no_secret_value_is_in_docker_inspect(platform):
+    """Every container of the platform, its whole configuration and state, against every secret of the
+    secrets directory; the nodes got theirs all the same (each signed in with the root password above)."""
+    secrets = {path.name: path.read_text().strip() for path in platform.secrets.iterdir()
+               if path.is_file() and not path.name.startswith("verified-")}
+    assert {"aes_secret_key", "app_key", "db_password", "postgres_password", "redis_password", "root_password"} <= set(secrets)
+    containers = platform.docker("ps", "-aq", "--filter", "label=org.nocobase.multienv.platform=" + platform.name).stdout.split()
+    assert len(containers) == 8, containers  # Redis, PostgreSQL, the supervisor, two workers, two agents, the proxy
+    inspected = platform.docker("inspect", *containers).stdout
+    assert [name for name, value in secrets.items() if value in inspected] == []
+    # The worker's NocoBase has DB_PASSWORD, from its file, in its environment.
+    environ = platform.docker("exec", platform.container("worker-env_a"), "sh", "-c",
+                              "cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n'").stdout
+    assert "DB_PASSWORD=%s" % secrets["db_password"] in environ.splitlines()
+
+
 def test_the_proxy_cannot_reach_redis_or_postgres(platform):
     proxy, agent = platform.container("proxy"), platform.container("agent-env_a")
     for service, port in (("redis", 6379), ("postgres", 5432)):

@@ -39,8 +39,15 @@ def plugin_platform(tmp_path_factory):
 
 
 def container_env(platform, suffix):
+    """The environment NocoBase gets: the container's, and its secrets, files that its entry point
+    exports (checked absent from the container's configuration)."""
     inspected = json.loads(platform.docker("inspect", platform.container(suffix)).stdout)[0]
-    return dict(item.split("=", 1) for item in inspected["Config"]["Env"])
+    configured = dict(item.split("=", 1) for item in inspected["Config"]["Env"])
+    files = platform.docker("exec", platform.container(suffix), "sh", "-c",
+                            'for f in /run/env.*; do printf "%s=%s\\0" "${f##*/env.}" "$(cat "$f")"; done').stdout
+    secrets = dict(item.split("=", 1) for item in files.split("\0") if item)
+    assert not set(secrets) & set(configured), suffix
+    return dict(configured, **secrets)
 
 
 def test_nodes_get_the_seed_environment_and_no_agent_runs(plugin_platform):

@@ -154,6 +154,8 @@ class ActionModule(ActionBase):
         """docker_container with the secret_env wrapper around the image's entry point and command: the
         container is created, given its secret files if it is new, then brought to the wanted state."""
         images = self._module("community.docker.docker_image_info", {"name": [module_args["image"]]}, task_vars)["images"]
+        if not images and check_mode:  # it would be pulled first: the container can only be predicted
+            return {"changed": True, "container": {}}
         if not images:
             raise _Failed("the image %s is not on the Docker engine (it is pulled as the run begins)" % module_args["image"])
         config = images[0].get("Config") or {}

@@ -116,9 +116,16 @@ def test_the_platform_runs_as_swarm_services_scales_agents_reruns_unchanged_and_
         # Through the proxy on host 2, each app from the worker of its environment, reached by service name.
         proxy = platform.PORTS["proxy"]
         assert get(platform.entry, proxy, "/") == (200, "nocobase entry app\n")
-        for app, environment in (("crm", "env_a"), ("hr", "env_a"), ("ops", "env_b")):
+
+        # env_a has two replicas behind its service name: the one that did not carry out an app's start
+        # boots the app on its first request (503 "initializing" meanwhile), so each app is asked until
+        # it answers, for at most 30 s.
+        def answered(app):
             status, body = get(platform.entry, proxy, "/apps/%s/admin/" % app)
-            assert status == 200, (app, body)
+            return body if status == 200 else None
+
+        for app, environment in (("crm", "env_a"), ("hr", "env_a"), ("ops", "env_b")):
+            body = wait_for(lambda app=app: answered(app), timeout=30, interval=0.5, what="%s answered through the proxy" % app)
             assert body.startswith("app=%s environment=%s status=running" % (app, environment)), (app, body)
 
         # Both replicas of env_a serve its apps: the one an agent created them on, and the other from

@@ -186,7 +186,6 @@ class _KeepAlive:
         self.app = app
         self.lock_token = lock_token
         self.done = threading.Event()
-        self.lost_lock = False
         intervals = [consumer.reclaim_idle_ms / 3.0]
         if lock_token:
             intervals.append(consumer.lock_ttl_ms / 3.0)
@@ -209,9 +208,8 @@ class _KeepAlive:
                 if self.entry_id:
                     c.client.xclaim(c.keys.commands(c.environment), CONSUMER_GROUP, c.consumer_name, 0,
                                     [self.entry_id], justid=True)
-                if self.lock_token and not self.lost_lock:
+                if self.lock_token and not c.lock_lost():
                     if not c._extend(keys=[c.keys.lock(self.app)], args=[self.lock_token, c.lock_ttl_ms]):
-                        self.lost_lock = True
                         c._lock_lost.set()
                         LOG.warning("%s: lost the bootstrap lock of %s while starting it: giving the start up",
                                     c.consumer_name, self.app)
@@ -682,7 +680,7 @@ class Consumer:
         final = FINAL_STATUS[action]
         message = ""
         self._lock_lost.clear()
-        with _KeepAlive(self, entry_id, app, token) as keep_alive:
+        with _KeepAlive(self, entry_id, app, token):
             try:
                 if action == "start":
                     self._status(app, "initializing", request_id)
@@ -703,7 +701,7 @@ class Consumer:
             except Exception as exc:  # noqa: BLE001 - any failure of the action is the app's error status
                 LOG.warning("%s: %s %s failed: %s", self.consumer_name, action, app, exc)
                 final, message = "error", "%s failed: %s" % (action, exc)
-        if keep_alive.lost_lock:
+        if self.lock_lost():
             # Another consumer may hold the lock and start the app: nothing is completed here, and the
             # entry, left pending, is carried out again under the lock once it is reclaimed.
             LOG.warning("%s: %s %s abandoned: its lock was lost", self.consumer_name, action, app)

@@ -26,7 +26,7 @@ RECORDS = [
 def echo_servers():
     servers = []
     for upstream, port in (("supervisor", 9000), ("env_a", 9001), ("env_b", 9002)):
-        servers.append("server {\n    listen 127.0.0.1:%d;\n    default_type text/plain;\n"
+        servers.append("server {\n    listen 127.0.0.1:%d;\n    access_log off;\n    default_type text/plain;\n"
                        '    return 200 "%s $request_uri upgrade=$http_upgrade host=$http_host '
                        'forwarded=$http_x_forwarded_host,$http_x_forwarded_proto\\n";\n}\n' % (port, upstream))
     return "\n".join(servers)

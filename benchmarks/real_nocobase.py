@@ -7,7 +7,9 @@ ports 28000-28999 and secrets), with the apps crm in [env_a, env_b] and hr in [e
     and restart of an installed node (docker restart of env_a's worker);
   - app start to running per environment, from the agents' own log lines;
   - memory per node (supervisor: no sub-app; env_a: crm; env_b: crm and hr) and so per sub-app;
-  - the agents' CPU and memory at idle (docker stats, after a quiet minute).
+  - every container's CPU and memory at idle (docker stats, after a quiet minute), and its peak
+    memory since it started (the cgroup's memory.peak): the figures behind the default limits of
+    docs/provisioning.md ("Memory and CPUs").
 It is torn down (with its volumes and secrets) at the end, also after a failure or Ctrl-C.
 
 Usage: .venv/bin/python benchmarks/real_nocobase.py
@@ -117,6 +119,13 @@ def stats(names: list) -> dict:
     return result
 
 
+def peak_mib(name: str):
+    """The container's peak memory since it started (cgroup v2 memory.peak), or None."""
+    found = subprocess.run(["docker", "exec", name, "cat", "/sys/fs/cgroup/memory.peak"], capture_output=True, text=True,
+                           timeout=60, check=False).stdout.strip()
+    return int(found) / 1024 / 1024 if found.isdigit() else None
+
+
 def main() -> None:
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_PATH, ANSIBLE_NOCOLOR="1", NO_COLOR="1",
                ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false")
@@ -136,8 +145,10 @@ def main() -> None:
             starts = {env_name: agent_start_times(env_name) for env_name in ("env_a", "env_b")}
             time.sleep(60)  # idle
             names = ["%s-%s" % (PLATFORM, suffix) for suffix in
-                     ("supervisor", "worker-env_a", "worker-env_b", "agent-env_a", "agent-env_b")]
+                     ("supervisor", "worker-env_a", "worker-env_b", "agent-env_a", "agent-env_b", "redis", "postgres",
+                      "proxy")]
             sample = stats(names)
+            peaks = {name: peak_mib(name) for name in names}
             docker("restart", "%s-worker-env_a" % PLATFORM)
             restart_boot = wait_healthy(PORTS["env_a"])
         finally:
@@ -154,7 +165,9 @@ def main() -> None:
             print("  start %-4s in %s to running:          %7.1f s" % (app, env_name, seconds))
     mib = {name.replace(PLATFORM + "-", ""): value for name, value in sample.items()}
     for name, (cpu, memory) in sorted(mib.items()):
-        print("  %-14s idle: %6.1f %% CPU, %7.1f MiB" % (name, cpu, memory))
+        peak = peaks["%s-%s" % (PLATFORM, name)]
+        print("  %-14s idle: %6.1f %% CPU, %7.1f MiB; peak since its start %s"
+              % (name, cpu, memory, "n/a" if peak is None else "%.1f MiB" % peak))
     base = mib["supervisor"][1]
     print("  per sub-app (worker minus supervisor): env_a (crm) %+.0f MiB, env_b (crm, hr) %+.0f MiB"
           % (mib["worker-env_a"][1] - base, mib["worker-env_b"][1] - base))

@@ -12,6 +12,7 @@ import uuid
 from ansible.errors import AnsibleError
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
 
 from ansible_collections.nocobase.multienv.plugins.module_utils._platform import (
     ADDRESS_VARIABLES,
@@ -23,6 +24,11 @@ from ansible_collections.nocobase.multienv.plugins.module_utils._platform import
     secret_errors,
 )
 from ansible_collections.nocobase.multienv.plugins.module_utils._secrets import load
+from ansible_collections.nocobase.multienv.plugins.module_utils._workload import (
+    default_of,
+    setting_names,
+    settings_problems,
+)
 
 # The platform-wide variables the model and its preflight read (defaults: roles/_common).
 SETTINGS = (
@@ -33,6 +39,7 @@ SETTINGS = (
     "nocobase_redis_port", "nocobase_postgres_port", "nocobase_control_redis_host", "nocobase_runtime",
     "nocobase_apps_runtime", "nocobase_agent_base_image",
 )
+display = Display()
 ROLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "roles")
 
 
@@ -53,23 +60,27 @@ class ActionModule(ActionBase):
         for group, (role, names) in NODE_VARIABLES.items():
             defaults = self._role_defaults(role)
             for host in groups.get(group, []):
-                hosts.setdefault(host, {}).update(self._node_variables(host, names, defaults, task_vars))
+                hosts.setdefault(host, {}).update(
+                    self._node_variables(host, names + tuple(setting_names(group)), defaults, task_vars))
         for host in {host for members in groups.values() for host in members}:
             host_vars = task_vars["hostvars"][host]
             hosts.setdefault(host, {}).update(
                 {name: self._templar.template(host_vars[name]) for name in ENDPOINT_VARIABLES + ADDRESS_VARIABLES
                  if name in host_vars})
         model = build(settings, groups, hosts)
-        errors = []
+        errors, warnings = [], []
         if args["check"]:
             # The secrets as set or kept so far; the missing ones are generated later (platform_secrets).
             secrets = load(self._templar.template(task_vars["nocobase_secrets_dir"]), task_vars, self._templar.template)
-            errors = preflight(settings, model) + secret_errors(
+            errors, warnings = settings_problems(groups, hosts)
+            errors = preflight(settings, model) + errors + secret_errors(
                 secrets, missing_ok=boolean(self._templar.template(task_vars["nocobase_secrets_generate"]), strict=False))
         if errors:
             return dict(result, changed=False, failed=True, errors=errors,
                         msg="The inventory has %d problem(s); nothing was changed:\n- %s" % (len(errors), "\n- ".join(errors)))
         # Hidden like a no_log task's (the extra environments may hold keys); its refusals above stay readable.
+        for warning in warnings:  # shown here: the result is hidden
+            display.warning(warning)
         return dict(result, changed=False, platform=model, run_id=uuid.uuid4().hex, _ansible_no_log=True)
 
     def _role_defaults(self, role):
@@ -90,8 +101,8 @@ class ActionModule(ActionBase):
         for name in names:
             if name in host_vars:
                 value = self._templar.template(host_vars[name])
-            else:
-                value = templar.template(defaults.get(name))
+            else:  # a component setting's default is its declaration's (_workload.SETTINGS)
+                value = templar.template(defaults.get(name, default_of(name)))
             if name.endswith("_port") and is_port(value):
                 value = int(value)
             values[name] = value

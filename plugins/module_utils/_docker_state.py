@@ -231,9 +231,9 @@ def rollback_arguments(images):
 
 
 # What a spec hash leaves out: how the task waits or pulls (changing those must not recreate anything).
-SPEC_HASH_IGNORES = ("pull", "state", "healthy_wait_timeout")
+SPEC_HASH_IGNORES = ("pull", "state", "wait_timeout")
 # Changes when the container action changes what it makes of a spec (every container is then made again).
-SPEC_HASH_VERSION = 1
+SPEC_HASH_VERSION = 2
 
 
 def spec_hash(key, spec, platform_settings):

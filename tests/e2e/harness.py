@@ -43,6 +43,11 @@ STANDIN_SETTINGS = {
 }
 
 
+# env_b's worker is sized on its own host, below NocoBase's recommended 4 GB (a preflight warning):
+# real NocoBase runs two sub-apps there (crm and hr) within 1.5 GiB and 1.5 CPUs.
+WORKER_HOST_VARS = {"worker_b": {"nocobase_node_memory": "1536m", "nocobase_node_cpus": 1.5}}
+
+
 class Platform:
     def __init__(self, root, extra_vars=None):
         self.root = root
@@ -72,7 +77,8 @@ class Platform:
         }))
         (host_vars / "supervisor.yml").write_text(yaml.safe_dump({"supervisor_published_port": self.ports["supervisor"]}))
         for env, host in (("env_a", "worker_a"), ("env_b", "worker_b")):
-            (host_vars / (host + ".yml")).write_text(yaml.safe_dump({"worker_published_port": self.ports[env]}))
+            (host_vars / (host + ".yml")).write_text(yaml.safe_dump(
+                dict({"worker_published_port": self.ports[env]}, **WORKER_HOST_VARS.get(host, {}))))
 
     def playbook(self, playbook, *args, check=True, timeout=900, overlay=None):
         return run_playbook([REPO / "inventories" / "offline", overlay or self.overlay], playbook, *args,

@@ -87,7 +87,7 @@ def test_a_platform_over_four_docker_hosts_deploys_reruns_unchanged_scales_down_
         node_env = hosts.inner(dock_b, "inspect", "-f", "{{json .Config.Env}}", "%s-worker-env_b" % name).stdout
         assert '"DB_HOST=%s"' % platform.data in node_env and '"DB_PORT=5432"' in node_env
         agent_url = hosts.inner(dock_b, "exec", "%s-agent-env_b" % name, "cat",
-                                "/opt/nocobase-agent/secrets/redis_url").stdout
+                                "/run/agent.redis_url").stdout
         assert agent_url.endswith("@%s:%d/0" % (platform.data, platform.PORTS["redis"])), "agent's Redis address"
 
         # A second run changes nothing on any host.

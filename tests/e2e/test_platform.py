@@ -166,8 +166,12 @@ def test_each_container_holds_only_its_own_redis_user(platform):
     assert agent_url.startswith("redis://agent-env_a:") and platform.redis_password not in agent_url
     for node in ("supervisor", "worker-env_a", "worker-env_b"):
         assert not any("redis://" in value for value in _container_env(platform, platform.container(node)).values())
-    redis_args = _container_env(platform, platform.container("redis"))["REDIS_ARGS"]
-    assert platform.redis_password not in redis_args and "--requirepass" not in redis_args
+    # Redis's users, with their password hashes, are in a file it includes, not in its configuration.
+    redis_config = json.loads(platform.docker("inspect", "-f", "{{json .Config}}", platform.container("redis")).stdout)
+    assert redis_config["Cmd"][:2] == ["--include", "/run/redis-users.conf"]
+    assert not [value for value in redis_config["Cmd"] + redis_config["Env"] if "--user" in value or "#" in value]
+    users = platform.docker("exec", platform.container("redis"), "cat", "/run/redis-users.conf").stdout
+    assert "\nuser agent-env_a #" in users and platform.redis_password not in users
 
     password = agent_url.split("@")[0].rsplit(":", 1)[1]
     agent = redis.Redis(host="127.0.0.1", port=platform.ports["redis"], username="agent-env_a", password=password,
@@ -206,6 +210,48 @@ def _ansible(tool, *args):
 def _plain(value):
     """A host variable as ansible-inventory --list prints it (an unsafe string is a one-key mapping)."""
     return value.get("__ansible_unsafe", value) if isinstance(value, dict) else value
+
+
+def _limits(platform, suffix):
+    host_config = json.loads(platform.docker("inspect", "-f", "{{json .HostConfig}}", platform.container(suffix)).stdout)
+    return host_config["Memory"], host_config["NanoCpus"]
+
+
+def test_every_container_has_its_memory_limit_and_redis_never_evicts_a_record(platform):
+    """The defaults of _workload.SETTINGS (docs/provisioning.md, "Memory and CPUs"), and the harness's
+    own for env_b's worker (1.5 GiB, 1.5 CPUs), its heap derived from that."""
+    mib = 1024 * 1024
+    assert _limits(platform, "supervisor") == (4096 * mib, 0)
+    assert _limits(platform, "worker-env_a") == (4096 * mib, 0)
+    assert _limits(platform, "worker-env_b") == (1536 * mib, 1.5 * 10 ** 9)
+    assert _limits(platform, "agent-env_a") == (256 * mib, 0)
+    assert _limits(platform, "redis") == (1024 * mib, 0)
+    assert _limits(platform, "postgres") == (4096 * mib, 0)
+    assert _limits(platform, "proxy") == (256 * mib, 0)
+    assert _container_env(platform, platform.container("worker-env_a"))["NODE_OPTIONS"] == "--max-old-space-size=3584"
+    assert _container_env(platform, platform.container("worker-env_b"))["NODE_OPTIONS"] == "--max-old-space-size=1024"
+    client = platform.redis()
+    assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+    assert client.config_get("maxmemory") == {"maxmemory": str(768 * mib)}
+
+
+def test_a_changed_limit_makes_only_its_container_again(platform):
+    ids = {suffix: platform.docker("inspect", "-f", "{{.Id}}", platform.container(suffix)).stdout.strip()
+           for suffix in ("proxy", "redis", "supervisor", "worker-env_a", "agent-env_a")}
+    changed = platform.playbook("site.yml", "-e", "proxy_memory=300m")
+    assert _limits(platform, "proxy") == (300 * 1024 * 1024, 0)
+    assert recap_changed(changed.stdout)["proxy"] > 0
+    assert {key: value for key, value in recap_changed(changed.stdout).items() if key != "proxy"} == dict.fromkeys(
+        [key for key in recap_changed(changed.stdout) if key != "proxy"], 0), changed.stdout[-4000:]
+    after = {suffix: platform.docker("inspect", "-f", "{{.Id}}", platform.container(suffix)).stdout.strip()
+             for suffix in ids}
+    assert after["proxy"] != ids["proxy"]
+    assert {suffix: after[suffix] for suffix in ids if suffix != "proxy"} == {
+        suffix: ids[suffix] for suffix in ids if suffix != "proxy"}
+    back = platform.playbook("site.yml")
+    assert _limits(platform, "proxy") == (256 * 1024 * 1024, 0)
+    again = platform.playbook("site.yml")
+    assert set(recap_changed(again.stdout).values()) == {0}, (back.stdout[-2000:], again.stdout[-4000:])
 
 
 def test_the_container_inventory_lists_exactly_the_platforms_running_nodes_in_groups(platform, tmp_path):

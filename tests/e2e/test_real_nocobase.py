@@ -175,6 +175,31 @@ def sign_in_to_every_page(real, base, insecure_tls=False):
     assert_websockets_went_to_their_nodes(real, since)
 
 
+def test_a_worker_limited_to_1_5_gib_runs_two_sub_apps_and_its_heap_follows_the_limit(real):
+    """env_b's worker (the harness sizes it: 1.5 GiB, 1.5 CPUs) runs crm and hr; NocoBase's process sees the
+    cgroup's limit and a V8 heap derived from it (NODE_OPTIONS, _workload.heap_mib)."""
+    mib = 1024 * 1024
+    worker = real.container("worker-env_b")
+    host_config = json.loads(real.docker("inspect", "-f", "{{json .HostConfig}}", worker).stdout)
+    assert (host_config["Memory"], host_config["NanoCpus"]) == (1536 * mib, 1.5 * 10 ** 9)
+    for app in ("crm", "hr"):
+        assert app_info(real, app, port=real.ports["env_b"]) == (200, app)
+    limit = real.docker("exec", worker, "sh", "-c", "cat /sys/fs/cgroup/memory.max 2>/dev/null "
+                        "|| cat /sys/fs/cgroup/memory/memory.limit_in_bytes").stdout.strip()
+    assert limit == str(1536 * mib)
+    heap = int(real.docker("exec", worker, "node", "-e",
+                           "console.log(require('v8').getHeapStatistics().heap_size_limit)").stdout)
+    assert 1024 * mib <= heap <= 1100 * mib, heap  # --max-old-space-size=1024, and V8's young generation
+    used = real.docker("stats", "--no-stream", "--format", "{{.MemUsage}}", worker).stdout.strip()
+    print("env_b's worker with crm and hr: %s" % used)
+    # Every other component has its default limit (_workload.SETTINGS), and Redis never evicts a record.
+    limits = {suffix: json.loads(real.docker("inspect", "-f", "{{json .HostConfig}}", real.container(suffix)).stdout)["Memory"]
+              for suffix in ("supervisor", "worker-env_a", "agent-env_a", "redis", "postgres", "proxy")}
+    assert limits == {"supervisor": 4096 * mib, "worker-env_a": 4096 * mib, "agent-env_a": 256 * mib,
+                      "redis": 1024 * mib, "postgres": 4096 * mib, "proxy": 256 * mib}
+    assert real.redis().config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+
+
 def test_a_person_signs_in_to_the_supervisor_and_each_app_in_chromium(real):
     sign_in_to_every_page(real, "http://127.0.0.1:%d/" % real.ports["proxy"])
 

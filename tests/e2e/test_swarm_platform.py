@@ -111,7 +111,16 @@ def test_the_platform_runs_as_swarm_services_scales_agents_reruns_unchanged_and_
         assert sorted(secret["File"]["Name"] for secret in supervisor["Secrets"]) == [
             "env.APP_AES_SECRET_KEY", "env.APP_KEY", "env.DB_PASSWORD", "env.INIT_ROOT_PASSWORD"]
         postgres = services[name + "-postgres"][0]["TaskTemplate"]["ContainerSpec"]
-        assert "POSTGRES_PASSWORD_FILE=/run/secrets/postgres-password" in postgres["Env"]
+        assert [secret["File"]["Name"] for secret in postgres["Secrets"]] == ["env.POSTGRES_PASSWORD"]
+        # The same limits as on Docker, from the same spec (the defaults of _workload.SETTINGS).
+        mib = 1024 * 1024
+        limits = {component: services[name + "-" + component][0]["TaskTemplate"]["Resources"]["Limits"]
+                  for component in ("supervisor", "worker-env_a", "agent-env_a", "redis", "postgres", "proxy")}
+        assert {component: limit["MemoryBytes"] for component, limit in limits.items()} == {
+            "supervisor": 4096 * mib, "worker-env_a": 4096 * mib, "agent-env_a": 256 * mib, "redis": 1024 * mib,
+            "postgres": 4096 * mib, "proxy": 256 * mib}
+        supervisor_env = dict(item.split("=", 1) for item in supervisor["Env"])
+        assert supervisor_env["NODE_OPTIONS"] == "--max-old-space-size=3584"
 
         # Through the proxy on host 2, each app from the worker of its environment, reached by service name.
         proxy = platform.PORTS["proxy"]

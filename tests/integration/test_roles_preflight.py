@@ -183,6 +183,15 @@ CASES = {
     "bad worker state": (
         {}, {"worker_b": {"worker_state": "gone"}}, {},
         ["worker_state 'gone' of worker_b must be present or absent"]),
+    "node memory below NocoBase's minimum": (
+        {}, {"worker_b": {"nocobase_node_memory": "768m"}}, {},
+        ["nocobase_node_memory of worker_b is 768 MiB: below 1 GiB NocoBase's heap runs out as it starts"]),
+    "memory that is no size": (
+        {"redis_memory": "lots"}, {}, {},
+        ["redis_memory of redis must be a size such as 512m or 4g, not 'lots'"]),
+    "a reservation above its limit": (
+        {}, {"proxy": {"proxy_memory": "256m", "proxy_memory_reservation": "1g"}}, {},
+        ["proxy_memory_reservation of proxy is above its proxy_memory"]),
     "several errors at once": (
         {"nocobase_aes_secret_key": "abc"}, {"worker_b": {"worker_environment": "env_a"}}, {},
         ["nocobase_aes_secret_key must be exactly", "worker_environment 'env_a' of worker_b is also"]),
@@ -324,10 +333,14 @@ def test_check_mode_on_a_new_platform_creates_nothing(tmp_path):
     checking, and skip the control plane that is not there yet)."""
     platform = "nbchk%s" % uuid.uuid4().hex[:8]
     write_layer(tmp_path / "layer", {"nocobase_platform": platform, "nocobase_secrets_dir": str(tmp_path / "secrets"),
-                                     "nocobase_image": "nocobase-multienv/nocobase-standin:offline"}, {}, {})
+                                     "nocobase_image": "nocobase-multienv/nocobase-standin:offline"},
+                {"worker_b": {"nocobase_node_memory": "1536m"}}, {})
     result = run_playbook("site.yml", tmp_path / "layer", "--check", timeout=600)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
+    # A node below NocoBase's 2 GB is allowed, with a warning that gives NocoBase's figures.
+    assert "nocobase_node_memory of worker_b is 1536 MiB, below 2 GiB (NocoBase needs 2 GB at least" in " ".join(
+        output.split()), output[-4000:]
     assert "%s-worker-env_b would be created" % platform in output
     assert "%s-agent-env_b would be created" % platform in output
     assert "ignored=0" in output and "ignored=1" not in output

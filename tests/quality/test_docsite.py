@@ -70,9 +70,9 @@ def test_the_docs_site_builds_without_warnings(tmp_path):
     worker = (html / "collections" / "nocobase" / "multienv" / "worker_role.html").read_text()
     assert "worker_container_port" in worker and "nocobase_container_port" in worker
     # the offline links to docs.ansible.com (tools/docsite/ansible_docs_links.py)
-    container = (html / "collections" / "nocobase" / "multienv" / "container_module.html").read_text()
+    workload = (html / "collections" / "nocobase" / "multienv" / "workload_module.html").read_text()
     assert "https://docs.ansible.com/projects/ansible/latest/collections/community/docker/docker_container_module.html" \
-        in container
+        in workload
 
 
 @pytest.mark.parametrize("linter", sorted(LINTERS))

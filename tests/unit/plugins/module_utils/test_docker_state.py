@@ -100,7 +100,7 @@ SETTINGS = ("nb", {"team": "a"}, "unless-stopped", 30)
 
 def test_spec_hash_ignores_how_the_task_waits_or_pulls():
     spec = {"name": "nb-redis", "image": "redis:7", "env": {"A": "1"}}
-    waits = dict(spec, state="healthy", pull="always", healthy_wait_timeout=60)
+    waits = dict(spec, state="healthy", pull="always", wait_timeout=60)
     assert spec_hash("k", spec, SETTINGS) == spec_hash("k", waits, SETTINGS)
     assert len(spec_hash("k", spec, SETTINGS)) == 24
 

@@ -120,8 +120,9 @@ def stats(names: list) -> dict:
 
 
 def peak_mib(name: str):
-    """The container's peak memory since it started (cgroup v2 memory.peak), or None."""
-    found = subprocess.run(["docker", "exec", name, "cat", "/sys/fs/cgroup/memory.peak"], capture_output=True, text=True,
+    """The container's peak memory since it started (cgroup v2 memory.peak, v1 memory.max_usage_in_bytes), or None."""
+    found = subprocess.run(["docker", "exec", name, "sh", "-c", "cat /sys/fs/cgroup/memory.peak 2>/dev/null || "
+                            "cat /sys/fs/cgroup/memory/memory.max_usage_in_bytes"], capture_output=True, text=True,
                            timeout=60, check=False).stdout.strip()
     return int(found) / 1024 / 1024 if found.isdigit() else None
 
@@ -171,6 +172,9 @@ def main() -> None:
     base = mib["supervisor"][1]
     print("  per sub-app (worker minus supervisor): env_a (crm) %+.0f MiB, env_b (crm, hr) %+.0f MiB"
           % (mib["worker-env_a"][1] - base, mib["worker-env_b"][1] - base))
+    print("  one more sub-app (env_b's two minus env_a's one): %+.0f MiB idle, %+.0f MiB at peak"
+          % (mib["worker-env_b"][1] - mib["worker-env_a"][1],
+             (peaks["%s-worker-env_b" % PLATFORM] or 0) - (peaks["%s-worker-env_a" % PLATFORM] or 0)))
 
 
 if __name__ == "__main__":

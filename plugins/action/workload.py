@@ -83,9 +83,7 @@ class ActionModule(ActionBase):
         """The container of the spec on this host's engine, left alone when it is current."""
         name = spec["name"]
         module_args = docker_container_args(spec, settings)
-        key = settings["__nocobase_secrets"]["aes_secret_key"]
-        spec_label = spec_hash(key, dict(spec, secrets=[[item[field] for field in sorted(item)] for item in secrets]),
-                               [settings[setting] for setting in HASHED_SETTINGS])
+        spec_label = self._spec_hash(spec, secrets, settings)
         module_args["labels"] = dict(module_args["labels"], **{SPEC_LABEL: spec_label})
         engine = settings["_common_engine"] or {}
         found = (engine.get("containers") or {}).get(name) or {}
@@ -166,12 +164,22 @@ class ActionModule(ActionBase):
                           "so load or build it there, or let it be pulled (nocobase_image_pull)" % spec["image"])
         node_id = ((settings["_common_engine"] or {}).get("swarm") or {}).get("node_id")
         service = swarm_service_args(spec, settings, config or {}, node_id)
+        # Any change of the spec updates the service, which then takes all of its arguments (docker_swarm_service
+        # compares only the arguments given: a limit set to null would otherwise stay).
+        service["labels"] = dict(service["labels"], **{SPEC_LABEL: self._spec_hash(spec, secrets, settings)})
         docker_secrets = [{"name": swarm_secret_name(spec["name"], item["name"]), "filename": item["name"],
                            "data": item["value"], "uid": str(item["uid"]), "gid": str(item["gid"]), "mode": item["mode"]}
                           for item in secrets]
         # Hidden like a no_log task's: the secrets' data.
         return dict(changed=changed, service=service, secrets=docker_secrets, wait_timeout=int(spec["wait_timeout"]),
                     replicas=int(spec["replicas"]), predicted=config is None, _ansible_no_log=True)
+
+    @staticmethod
+    def _spec_hash(spec, secrets, settings):
+        """The spec's hash with its secrets' values, keyed with the AES key (the label tells nothing of them)."""
+        return spec_hash(settings["__nocobase_secrets"]["aes_secret_key"],
+                         dict(spec, secrets=[[item[field] for field in sorted(item)] for item in secrets]),
+                         [settings[setting] for setting in HASHED_SETTINGS])
 
     def _image_config(self, image, task_vars):
         """The image's Config on this host's engine (its entry point and command), None if it is not there."""

@@ -9,14 +9,17 @@
 # or of docker_swarm_service with its Docker secrets (nocobase_runtime swarm). The action
 # nocobase.multienv.workload builds and applies it (docs/development.md).
 #
-# A spec holds no secret: a secret environment variable or file holds a reference (resolve()), which
-# the action turns into the value only for the runtime, as a file in the container, never in its
-# configuration.
+# A spec holds no value of the platform's secrets: a secret environment variable or file holds a
+# reference (SecretRef, resolve()), which the action turns into the value only for the runtime, as a
+# file in the container, never in its configuration. A secret of the inventory's own extra env is a
+# SecretRef holding its value: a spec is therefore never shown.
 
 from __future__ import annotations
 
 import hashlib
 import re
+
+from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.nocobase.multienv.plugins.module_utils._redis_acl import user_password, user_rules
 
@@ -272,6 +275,19 @@ def _redis_scheme(variables):
     return "rediss" if variables["nocobase_redis_tls"] else "redis"
 
 
+class SecretRef(dict):
+    """A secret in a spec, by reference (resolve() gives its value): its own type, so that no value
+    of the inventory (an extra env's dict) can pass for one."""
+
+
+def _secret(name):
+    return SecretRef(secret=name)
+
+
+def _redis_url(user, variables, platform):
+    return SecretRef(redis_url=user, scheme=_redis_scheme(variables), address=_redis_address(platform, variables))
+
+
 # ---------------------------------------------------------------------------------------- the specs
 
 def redis(platform, variables):
@@ -284,7 +300,7 @@ def redis(platform, variables):
         maxmemory = values["redis_memory"] * 3 // 4
     users_file = secret_path(runtime, "redis-users.conf")
     tls_dir = "/etc/redis-tls"
-    tls = bool(variables["nocobase_redis_tls"])
+    tls = variables["nocobase_redis_tls"]
     command = ["--include", users_file, "--appendonly", "yes" if variables["redis_appendonly"] else "no",
                "--maxmemory-policy", "noeviction"] + (["--maxmemory", str(maxmemory)] if maxmemory else [])
     if tls:
@@ -296,9 +312,9 @@ def redis(platform, variables):
     return _spec(
         name=platform["redis"]["container"], image=variables["redis_image"],
         command=command + [str(arg) for arg in variables["redis_extra_args"] or []],
-        secret_files=[{"name": "redis-users.conf", "ref": {"redis_users": {
+        secret_files=[{"name": "redis-users.conf", "ref": SecretRef(redis_users={
             "key_prefix": variables["nocobase_key_prefix"], "environments": environments,
-            "node_user": variables["nocobase_apps_runtime"] == "plugin"}}}],
+            "node_user": variables["nocobase_apps_runtime"] == "plugin"})}],
         labels=_labels(variables, "redis"), networks=[variables["nocobase_backend_network"]],
         mounts=[{"type": "volume", "source": variables["redis_volume"], "target": "/data"}]
         + ([{"type": "bind", "source": variables["nocobase_redis_tls_dir"], "target": tls_dir, "read_only": True}]
@@ -318,7 +334,7 @@ def postgres(platform, variables):
         command += ["-c", "%s=%s" % (key, value)]
     return _spec(
         name=platform["postgres"]["container"], image=variables["postgres_image"], command=command,
-        env={"POSTGRES_USER": superuser}, secret_env={"POSTGRES_PASSWORD": {"secret": "postgres_password"}},
+        env={"POSTGRES_USER": superuser}, secret_env={"POSTGRES_PASSWORD": _secret("postgres_password")},
         labels=_labels(variables, "postgres"), networks=[variables["nocobase_backend_network"]],
         mounts=[{"type": "volume", "source": variables["postgres_volume"], "target": "/var/lib/postgresql/data"}],
         ports=_port(platform["postgres"]["published_address"], platform["postgres"]["published_port"], 5432),
@@ -353,13 +369,13 @@ def node(role, platform, variables):
     (NocoBase reads them from its environment only), its heap sized from its memory limit."""
     entry = _this_node(role, platform, variables)
     values = _values(role, variables)
-    redis_url = {"redis_url": "node", "scheme": _redis_scheme(variables), "address": _redis_address(platform, variables)}
+    redis_url = _redis_url("node", variables, platform)
     env = {
         "DB_DIALECT": "postgres", "DB_HOST": platform["postgres"]["node_host"], "DB_PORT": platform["postgres"]["node_port"],
-        "DB_DATABASE": entry["database"], "DB_USER": variables["nocobase_db_user"], "DB_PASSWORD": {"secret": "db_password"},
-        "TZ": variables["nocobase_timezone"], "APP_KEY": {"secret": "app_key"},
-        "APP_AES_SECRET_KEY": {"secret": "aes_secret_key"}, "INIT_ROOT_EMAIL": variables["nocobase_root_email"],
-        "INIT_ROOT_USERNAME": variables["nocobase_root_username"], "INIT_ROOT_PASSWORD": {"secret": "root_password"},
+        "DB_DATABASE": entry["database"], "DB_USER": variables["nocobase_db_user"], "DB_PASSWORD": _secret("db_password"),
+        "TZ": variables["nocobase_timezone"], "APP_KEY": _secret("app_key"),
+        "APP_AES_SECRET_KEY": _secret("aes_secret_key"), "INIT_ROOT_EMAIL": variables["nocobase_root_email"],
+        "INIT_ROOT_USERNAME": variables["nocobase_root_username"], "INIT_ROOT_PASSWORD": _secret("root_password"),
     }
     env.update(RUNTIME_ENV[variables["nocobase_apps_runtime"]][role])
     if variables["nocobase_apps_runtime"] == "plugin":
@@ -380,10 +396,10 @@ def node(role, platform, variables):
     env.update(entry["extra_env"] or {})
     public, secret = {}, {}
     for name, value in env.items():
-        if isinstance(value, dict):
+        if isinstance(value, SecretRef):
             secret[name] = value
         elif _SECRET_NAME_RE.search(name) or _URL_WITH_PASSWORD_RE.match(str(value)):
-            secret[name] = {"value": "" if value is None else str(value)}  # an extra env's own secret
+            secret[name] = SecretRef(value="" if value is None else str(value))  # an extra env's own secret
         else:
             public[name] = value
     return _spec(
@@ -406,12 +422,11 @@ def agent(platform, variables, image):
     values = _values("agent", variables)
     environment = entry["environment"]
     files = [
-        {"name": "redis_url", "ref": {"redis_url": "agent-" + environment, "scheme": _redis_scheme(variables),
-                                      "address": _redis_address(platform, variables)}},
-        {"name": "root_password", "ref": {"secret": "root_password"}},
+        {"name": "redis_url", "ref": _redis_url("agent-" + environment, variables, platform)},
+        {"name": "root_password", "ref": _secret("root_password")},
     ]
     if variables["nocobase_redis_tls"]:
-        files.append({"name": "redis_ca", "ref": {"value": variables["_common_redis_tls_ca"]}})
+        files.append({"name": "redis_ca", "ref": SecretRef(value=variables["_common_redis_tls_ca"])})
     env = {
         "ENVIRONMENT_NAME": environment, "ENVIRONMENT_URL": entry["url"], "ENVIRONMENT_PROXY_URL": entry["proxy_url"],
         "AGENT_NOCOBASE_URL": "http://%s:%s" % (entry["container"], entry["container_port"]),
@@ -461,8 +476,14 @@ def variable_names(component):
             + tuple(setting.name for setting in SETTINGS[SETTINGS_OF[component]]))
 
 
+# Variables that are Ansible booleans: "false" from -e or an INI inventory is false.
+BOOLEAN_VARIABLES = ("nocobase_redis_tls", "proxy_tls", "redis_appendonly")
+
+
 def build(component, platform, variables, image=None):
     """The spec of `component` on this host (variables: its variable_names(), templated)."""
+    variables = dict(variables, **{name: boolean(variables[name], strict=False) for name in BOOLEAN_VARIABLES
+                                   if name in variables})
     if component in ("supervisor", "worker"):
         return node(component, platform, variables)
     if component == "agent":
@@ -559,6 +580,19 @@ def wrapped_command(spec, image_config):
     return SECRET_ENV_WRAPPER, (image_config.get("Entrypoint") or []) + list(command)
 
 
+def swarm_cpus(cpus):
+    """`cpus` as a float that survives docker_swarm_service's round trip: it sends int(cpus * 1e9)
+    nano-CPUs and compares what it reads back divided by 1e9 (4.1 would read back 4.099999999 and
+    update the service on every run)."""
+    if cpus is None:
+        return None
+    nano = round(cpus * 1e9)
+    for candidate in sorted(range(nano - 3, nano + 4), key=lambda value: abs(value - nano)):
+        if int(candidate / 1e9 * 1e9) == candidate:
+            return candidate / 1e9
+    return cpus
+
+
 def swarm_secret_name(service, file_name):
     """A Docker secret's name: the service's and the file's, capped below Docker's 64 characters
     with the versions' suffix (_vN), shortened with a hash of the whole name."""
@@ -589,6 +623,6 @@ def swarm_service_args(spec, settings, image_config, node_id):
         "update_config": {"order": "stop-first"},  # one task owns the volume
         "stop_grace_period": "%ss" % (spec["stop_timeout"] if spec["stop_timeout"] is not None
                                       else settings["nocobase_stop_timeout"]),
-        "limits": {"memory": size(limits.get("memory")), "cpus": limits.get("cpus")},
+        "limits": {"memory": size(limits.get("memory")), "cpus": swarm_cpus(limits.get("cpus"))},
         "reservations": {"memory": size(limits.get("memory_reservation"))},
     }

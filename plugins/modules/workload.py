@@ -31,7 +31,8 @@ description:
     and returns the service's arguments and its Docker secrets, which the entry point's tasks apply through the swarm
     manager.
   - In check mode, a container whose network or image (O(image_pending)) does not exist yet is only predicted.
-  - Records the outcome in the host fact C(__common_containers[name]), read by the roles after this task.
+  - On Docker, records the outcome in the host fact C(__common_containers[name]), read by the roles after this task
+    (on Swarm, the entry point's tasks record the service's first container there).
 author:
   - NocoBase multienv maintainers (@nocobase-multienv)
 attributes:

@@ -119,6 +119,9 @@ def test_the_platform_runs_as_swarm_services_scales_agents_reruns_unchanged_and_
         assert {component: limit["MemoryBytes"] for component, limit in limits.items()} == {
             "supervisor": 4096 * mib, "worker-env_a": 4096 * mib, "agent-env_a": 256 * mib, "redis": 1024 * mib,
             "postgres": 4096 * mib, "proxy": 256 * mib}
+        # Each service carries its spec's hash, so that any change of the spec updates it.
+        assert all(len(services[name + "-" + component][0]["Labels"]["org.nocobase.multienv.spec-hash"]) == 24
+                   for component in limits)
         supervisor_env = dict(item.split("=", 1) for item in supervisor["Env"])
         assert supervisor_env["NODE_OPTIONS"] == "--max-old-space-size=3584"
 

@@ -219,3 +219,27 @@ def test_a_spec_is_not_built_from_a_bad_setting():
     """Preflight refuses it first; a spec built without preflight (check=false) refuses it too."""
     with pytest.raises(ValueError, match="^postgres_memory of postgres must be a size such as 512m or 4g, not '4 GB!'$"):
         spec_of("postgres", postgres_memory="4 GB!")
+
+
+def test_booleans_are_read_as_ansible_reads_them():
+    """-e nocobase_redis_tls=false is the string "false": off, as the roles read it."""
+    spec = spec_of("redis", nocobase_redis_tls="false", redis_appendonly="no")
+    assert "--tls-port" not in spec["command"] and len(spec["mounts"]) == 1
+    assert spec["command"][spec["command"].index("--appendonly") + 1] == "no"
+    assert [port["target"] for port in spec_of("proxy", proxy_tls="False")["ports"]] == [80]
+    assert workload.resolve(spec_of("agent", nocobase_redis_tls="yes", _common_redis_tls_ca="CA")["secret_files"][0]["ref"],
+                            SECRETS).startswith("rediss://")
+
+
+def test_no_value_of_the_inventory_passes_for_a_secret_reference():
+    """An extra env's dict is a value (a string), never a reference to the platform's secrets."""
+    spec = spec_of("worker", nocobase_extra_env={"FOO": {"secret": "postgres_password"}})
+    assert spec["env"]["FOO"] == str({"secret": "postgres_password"}) and "FOO" not in spec["secret_env"]
+    assert SECRETS["postgres_password"] not in json.dumps([item["value"] for item in workload.secret_items(spec, SECRETS)])
+
+
+@pytest.mark.parametrize("cpus", [0.5, 1.5, 2.01, 4.1, 8.2, 3.3, 1024])
+def test_cpus_survive_the_swarm_round_trip(cpus):
+    """docker_swarm_service sends int(cpus * 1e9) and compares what it reads back: no update on every run."""
+    sent = workload.swarm_cpus(cpus)
+    assert int(sent * 1e9) / 1e9 == sent and abs(sent - cpus) < 1e-8

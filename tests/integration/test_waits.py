@@ -2,6 +2,7 @@
 environment_info's wait_timeout against a real Redis."""
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -81,7 +82,11 @@ def test_environment_info_waits_for_a_version(conn, rclient, keys):
         run("environment_info", dict(conn, names=["env_a"], app_version="2.0.1", wait_timeout=1, wait_interval=0.2))
     assert str(failed.value) == ("not available with appVersion 2.0.1 after 1 s (stale_after 360 s): "
                                  "env_a (appVersion 2.0.0, not 2.0.1)")
-    threading.Timer(0.6, lambda: run("environment", dict(conn, name="env_a", app_version="2.0.1"))).start()
+    # The new version arrives as the agent writes it, meanwhile. Not by a second in-process module run:
+    # two at once would share this process's stdout and module arguments.
+    record = json.loads(rclient.hget(keys.environments, "env_a"))
+    upgraded = json.dumps(dict(record, appVersion="2.0.1"), separators=(",", ":"), sort_keys=True)
+    threading.Timer(0.6, lambda: rclient.hset(keys.environments, "env_a", upgraded)).start()
     result = run("environment_info", dict(conn, names=["env_a"], app_version="2.0.1", wait_timeout=10, wait_interval=0.2))
     assert result["environments"][0]["appVersion"] == "2.0.1" and result["waited"] >= 0.4
     with pytest.raises(ModuleFailed, match="app_version: '2.0.1' must be a version, and is waited for with wait_timeout"):

@@ -205,7 +205,8 @@ def resource_errors(values, prefix, where):
 # The components each inventory group runs, whose settings its hosts take.
 GROUP_COMPONENTS = {"nocobase_supervisor": ("node",), "nocobase_workers": ("node", "agent"),
                     "nocobase_redis": ("redis",), "nocobase_postgres": ("postgres",), "nocobase_proxy": ("proxy",)}
-_PREFIXES = {"node": "nocobase_node", "agent": "worker_agent", "redis": "redis", "postgres": "postgres", "proxy": "proxy"}
+# Each setting's default, by name.
+DEFAULTS = {setting.name: setting.default for settings in SETTINGS.values() for setting in settings}
 
 
 def setting_names(group):
@@ -213,7 +214,7 @@ def setting_names(group):
 
 
 def default_of(name):
-    return {setting.name: setting.default for settings in SETTINGS.values() for setting in settings}.get(name)
+    return DEFAULTS.get(name)
 
 
 def settings_problems(groups, hosts):
@@ -223,7 +224,8 @@ def settings_problems(groups, hosts):
         for host in groups.get(group, []):
             for component in GROUP_COMPONENTS[group]:
                 values, problems = settings_values(component, hosts[host], host)
-                more, warned = resource_errors(values, _PREFIXES[component], host)
+                prefix = SETTINGS[component][0].name[:-len("_memory")]  # the _resources() prefix
+                more, warned = resource_errors(values, prefix, host)
                 errors += problems + more
                 warnings += warned
     return sorted(set(errors), key=errors.index), sorted(set(warnings), key=warnings.index)
@@ -543,9 +545,8 @@ def secret_items(spec, secrets):
 
 def docker_container_args(spec, settings):
     """community.docker.docker_container's arguments for a spec (secrets left out: see secret_items)."""
-    size = _docker_size
     limits = spec["resources"] or {}
-    args = {
+    return {
         "name": spec["name"], "image": spec["image"], "pull": spec["pull"] or settings["nocobase_image_pull"],
         "state": spec["state"], "healthy_wait_timeout": spec["wait_timeout"] if spec["state"] == "healthy" else None,
         "restart_policy": settings["nocobase_restart_policy"],
@@ -555,11 +556,11 @@ def docker_container_args(spec, settings):
         "mounts": [_docker_mount(mount) for mount in spec["mounts"]],
         "published_ports": ["%s:%d:%d" % (port["address"], port["published"], port["target"]) for port in spec["ports"]],
         "healthcheck": spec["healthcheck"],
-        "memory": size(limits.get("memory")), "memory_reservation": size(limits.get("memory_reservation")),
+        "memory": _docker_size(limits.get("memory")),
+        "memory_reservation": _docker_size(limits.get("memory_reservation")),
         "cpus": limits.get("cpus"),
         "comparisons": {"env": "strict", "networks": "strict"},
     }
-    return args
 
 
 def _docker_size(size):
@@ -606,7 +607,6 @@ def swarm_service_args(spec, settings, image_config, node_id):
     Its secrets are added by the caller (secret_name per file, swarm_secret_name())."""
     entrypoint, command = wrapped_command(spec, image_config)
     limits = spec["resources"] or {}
-    size = _docker_size
     return {
         "name": spec["name"], "image": spec["image"], "resolve_image": False,
         "command": entrypoint, "args": command, "env": spec["env"], "hostname": spec["hostname"], "init": spec["init"],
@@ -623,6 +623,6 @@ def swarm_service_args(spec, settings, image_config, node_id):
         "update_config": {"order": "stop-first"},  # one task owns the volume
         "stop_grace_period": "%ss" % (spec["stop_timeout"] if spec["stop_timeout"] is not None
                                       else settings["nocobase_stop_timeout"]),
-        "limits": {"memory": size(limits.get("memory")), "cpus": swarm_cpus(limits.get("cpus"))},
-        "reservations": {"memory": size(limits.get("memory_reservation"))},
+        "limits": {"memory": _docker_size(limits.get("memory")), "cpus": swarm_cpus(limits.get("cpus"))},
+        "reservations": {"memory": _docker_size(limits.get("memory_reservation"))},
     }

@@ -6,6 +6,9 @@
 
 from __future__ import annotations
 
+import re
+import time
+
 from ansible.errors import AnsibleError
 from ansible.module_utils.common.parameters import remove_values
 from ansible.module_utils.parsing.convert_bool import boolean
@@ -18,22 +21,41 @@ from ansible_collections.nocobase.multienv.plugins.module_utils._docker_state im
 )
 from ansible_collections.nocobase.multienv.plugins.module_utils._workload import (
     COMPONENTS,
+    LABEL,
     SECRET_DIRS,
+    VOLUME_JOBS,
     build,
     docker_container_args,
     secret_items,
     swarm_secret_name,
     swarm_service_args,
     variable_names,
+    volume_job_args,
     wrapped_command,
 )
 
 ARGUMENT_SPEC = {
-    "component": {"type": "str", "required": True, "choices": list(COMPONENTS)},
+    "component": {"type": "str", "choices": list(COMPONENTS)},
     "labels": {"type": "dict", "default": {}},
     "image": {"type": "str"},
     "image_pending": {"type": "bool", "default": False},
+    "swarm_node": {"type": "dict"},
+    "containers": {"type": "list", "elements": "str"},
+    "state": {"type": "str", "choices": ["stopped", "absent"]},
+    "services": {"type": "dict", "options": {
+        "filters": {"type": "dict", "required": True},
+        "names": {"type": "list", "elements": "str"},
+    }},
+    "volume_job": {"type": "dict", "options": {
+        "action": {"type": "str", "required": True, "choices": list(VOLUME_JOBS)},
+        "name": {"type": "str", "required": True},
+        "volume": {"type": "str", "required": True},
+        "image": {"type": "str", "required": True},
+        "directory": {"type": "str", "required": True},
+        "pull": {"type": "str", "required": True, "choices": ["always", "missing", "never"]},
+    }},
 }
+_MODES = ["component", "containers", "services", "volume_job"]
 
 # The platform settings and run state the action reads, as the roles of the collection define them.
 SETTINGS = (
@@ -43,6 +65,9 @@ SETTINGS = (
 )
 # The platform settings a container's spec hash covers besides its spec (the action applies them).
 HASHED_SETTINGS = ("nocobase_restart_policy", "nocobase_stop_timeout")
+# A Swarm service's update that ended without its new tasks.
+_UPDATE_FAILED = ("paused", "rollback_started", "rollback_completed", "rollback_paused")
+_SECRET_VERSION_RE = re.compile(r"_v[0-9]+$")
 
 
 class ActionModule(ActionBase):
@@ -51,8 +76,24 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
-        dummy, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        dummy, args = self.validate_argument_spec(
+            argument_spec=ARGUMENT_SPEC, mutually_exclusive=[_MODES], required_one_of=[_MODES],
+            required_by={"containers": "state"})
         task_vars = task_vars or {}
+        try:
+            if args["containers"] is not None:
+                return dict(result, **self._containers_state(args["containers"], args["state"], task_vars))
+            if args["services"] is not None:
+                return dict(result, **self._services_absent(args["services"], task_vars))
+            if args["volume_job"] is not None:
+                return dict(result, **self._volume_job(args["volume_job"], task_vars))
+        except _Failed as failed:
+            return dict(result, failed=True, changed=failed.changed, msg=failed.msg)
+        return dict(result, **self._component(args, task_vars))
+
+    # ------------------------------------------------------------------------- a component's spec
+
+    def _component(self, args, task_vars):
         component = args["component"]
         if component == "agent" and not args["image"]:
             raise AnsibleError("nocobase.multienv.workload: the agent's image is built on its engine: give its name (image)")
@@ -65,19 +106,20 @@ class ActionModule(ActionBase):
         try:
             spec = build(component, platform, variables, args["image"])
         except ValueError as exc:
-            return dict(result, failed=True, changed=False, msg="nocobase.multienv.workload %s: %s" % (component, exc))
+            return dict(failed=True, changed=False, msg="nocobase.multienv.workload %s: %s" % (component, exc))
         spec["labels"].update(args["labels"])
         secrets = secret_items(spec, settings["__nocobase_secrets"])
         # Every secret and every value of the environment is masked in a failure message.
         masked = {str(value) for value in list(spec["env"].values()) + [item["value"] for item in secrets]
                   if len(str(value)) > 3}
         try:
-            if platform["runtime"] == "swarm":
-                return dict(result, **self._swarm(spec, secrets, settings, task_vars))
-            return dict(result, **self._docker(spec, secrets, settings, args["image_pending"], task_vars))
+            if platform["runtime"] != "swarm":
+                return self._docker(spec, secrets, settings, args["image_pending"], task_vars)
+            if args["swarm_node"] is None:
+                return self._swarm_node(spec, settings, args["image_pending"], task_vars)
+            return self._swarm_service(spec, secrets, settings, variables, args["swarm_node"], task_vars)
         except _Failed as failed:
-            return dict(result, failed=True, changed=failed.changed,
-                        msg=remove_values("%s: %s" % (spec["name"], failed.msg), masked))
+            return dict(failed=True, changed=failed.changed, msg=remove_values("%s: %s" % (spec["name"], failed.msg), masked))
 
     def _docker(self, spec, secrets, settings, image_pending, task_vars):
         """The container of the spec on this host's engine, left alone when it is current."""
@@ -111,16 +153,19 @@ class ActionModule(ActionBase):
             record = {"changed": bool(outcome.get("changed")), "id": container.get("Id"),
                       "running": bool((container.get("State") or {}).get("Running")),
                       "addresses": {network: (values or {}).get("IPAddress") for network, values in networks.items()},
-                      "healthy": False}
+                      "healthy": state == "healthy" and not check_mode}
             msg = "%s was %s" % (name, "changed" if record["changed"] else "checked; nothing to change")
             predicted = False
+        return self._recorded(name, record, msg, settings, task_vars, _ansible_verbose_always=predicted)
 
+    def _recorded(self, name, record, msg, settings, task_vars, **result):
+        """The result, and the record in the host fact __common_containers that the roles read after this
+        task. It holds none of the spec (secrets of the inventory may be in it); a prediction is shown, as
+        debug's msg is."""
         record["run"] = settings["__nocobase_run_id"]
         containers = dict(self._templar.template(task_vars.get("__common_containers")) or {}, **{name: record})
-        # The result holds none of the spec (secrets of the inventory may be in it). A prediction is
-        # shown, as debug's msg is.
-        return dict(changed=record["changed"], msg=msg, container=record,
-                    ansible_facts={"__common_containers": containers}, _ansible_verbose_always=predicted)
+        return dict(result, changed=record["changed"], msg=msg, container=record,
+                    ansible_facts={"__common_containers": containers})
 
     def _run_container(self, spec, module_args, secrets, check_mode, task_vars):
         """docker_container; with secrets, the container is created, given its secret files if it is
@@ -147,10 +192,17 @@ class ActionModule(ActionBase):
         started = self._module("community.docker.docker_container", module_args, task_vars)
         return dict(started, changed=bool(created.get("changed") or started.get("changed")))
 
-    def _swarm(self, spec, secrets, settings, task_vars):
-        """What roles/_common/tasks/service.yml runs through the swarm manager: the service's arguments
-        and its Docker secrets. The image is pulled here first (nocobase_image_pull), on this host's
-        engine, the node the service is pinned to."""
+    def _swarm_node(self, spec, settings, image_pending, task_vars):
+        """Swarm, first step, on the node the service is pinned to: its image is pulled there
+        (nocobase_image_pull) and its entry point read; the task then runs again through the manager
+        with this result (swarm_node), which this host cannot reach."""
+        engine_swarm = (settings["_common_engine"] or {}).get("swarm") or {}
+        manager = self._templar.template(task_vars.get("nocobase_swarm_manager"))
+        if engine_swarm.get("state") != "active" or manager not in settings["__nocobase_platform"]["endpoints"]:
+            raise _Failed("nocobase_runtime is swarm: the Docker engine of %s must be a node of the platform's swarm "
+                          "(run playbooks/swarm.yml first), and nocobase_swarm_manager (%s) a host of the platform's "
+                          "inventory groups whose engine manages that swarm"
+                          % (task_vars.get("inventory_hostname"), manager))
         pull = spec["pull"] or settings["nocobase_image_pull"]
         check_mode = bool(self._play_context.check_mode)
         changed = False
@@ -158,21 +210,125 @@ class ActionModule(ActionBase):
             pulled = self._module("community.docker.docker_image", {
                 "name": spec["image"], "source": "pull", "force_source": pull == "always"}, task_vars)
             changed = bool(pulled.get("changed"))
-        config = self._image_config(spec["image"], task_vars) if spec["secret_env"] else {}
-        if config is None and not (check_mode and pull != "never"):
-            raise _Failed("%s is not on the Docker engine of this host: a service runs the image of its node's engine, "
-                          "so load or build it there, or let it be pulled (nocobase_image_pull)" % spec["image"])
-        node_id = ((settings["_common_engine"] or {}).get("swarm") or {}).get("node_id")
-        service = swarm_service_args(spec, settings, config or {}, node_id)
+        if check_mode and image_pending:
+            config = None  # it would be built first
+        elif spec["secret_env"]:  # the wrapper runs the image's own entry point
+            config = self._image_config(spec["image"], task_vars)
+            if config is None and not (check_mode and pull != "never"):
+                raise _Failed("%s is not on the Docker engine of this host: a service runs the image of its node's "
+                              "engine, so load or build it there, or let it be pulled (nocobase_image_pull)" % spec["image"])
+        else:
+            config = {}
+        image = None if config is None else {"Entrypoint": config.get("Entrypoint"), "Cmd": config.get("Cmd")}
+        return dict(changed=changed, msg="%s: the image is on this node" % spec["name"],
+                    swarm_node={"id": engine_swarm["node_id"], "image_config": image})
+
+    def _swarm_service(self, spec, secrets, settings, variables, node, task_vars):
+        """Swarm, second step, through the manager (the task is delegated there): the service's Docker
+        secrets in rolling versions (a secret cannot change: a new value is a new version, the service
+        moves to it, older versions beyond one are removed), then the service, pinned to the node, and
+        after a change the wait until its update is complete and each of its tasks runs (Swarm starts a
+        task whose container has a health check only once it is healthy). Its first task's container is
+        recorded, as a container is on Docker."""
+        name = spec["name"]
+        check_mode = bool(self._play_context.check_mode)
+        service = swarm_service_args(spec, settings, node["image_config"] or {}, node["id"])
         # Any change of the spec updates the service, which then takes all of its arguments (docker_swarm_service
         # compares only the arguments given: a limit set to null would otherwise stay).
         service["labels"] = dict(service["labels"], **{SPEC_LABEL: self._spec_hash(spec, secrets, settings)})
-        docker_secrets = [{"name": swarm_secret_name(spec["name"], item["name"]), "filename": item["name"],
-                           "data": item["value"], "uid": str(item["uid"]), "gid": str(item["gid"]), "mode": item["mode"]}
-                          for item in secrets]
-        # Hidden like a no_log task's: the secrets' data.
-        return dict(changed=changed, service=service, secrets=docker_secrets, wait_timeout=int(spec["wait_timeout"]),
-                    replicas=int(spec["replicas"]), predicted=config is None, _ansible_no_log=True)
+        secret_labels = dict(variables["nocobase_labels"] or {}, **{
+            LABEL + ".platform": variables["nocobase_platform"], LABEL + ".service": name})
+        service["secrets"], secrets_changed = [], False
+        for item in secrets:
+            created = self._module("community.docker.docker_secret", {
+                "name": swarm_secret_name(name, item["name"]), "data": item["value"], "labels": secret_labels,
+                "rolling_versions": True, "versions_to_keep": 2}, task_vars)  # 2: the one the service uses until it moves
+            secrets_changed = secrets_changed or bool(created.get("changed"))
+            service["secrets"].append({"secret_name": created.get("secret_name"), "filename": item["name"],
+                                       "uid": str(item["uid"]), "gid": str(item["gid"]), "mode": item["mode"]})
+        if check_mode and (node["image_config"] is None or secrets_changed
+                           or boolean(settings["_common_network_pending"], strict=False)):
+            record = {"changed": True, "id": None, "running": False, "addresses": {}, "healthy": False}
+            return self._recorded(name, record, "%s: its image, secrets or the platform networks are new; the service "
+                                  "would be created or updated" % name, settings, task_vars, _ansible_verbose_always=True)
+        changed = bool(self._module("community.docker.docker_swarm_service", service, task_vars).get("changed"))
+        running = self._service_tasks(name, spec, wait=changed and not check_mode, task_vars=task_vars)
+        first = min(running, key=lambda task: task.get("Slot") or 0) if running else {}
+        record = {"changed": changed or secrets_changed, "running": bool(first), "healthy": bool(first),
+                  "id": ((first.get("Status") or {}).get("ContainerStatus") or {}).get("ContainerID"),
+                  "addresses": {(attachment.get("Network") or {}).get("Spec", {}).get("Name"):
+                                (attachment.get("Addresses") or [""])[0].split("/")[0]
+                                for attachment in first.get("NetworksAttachments") or []}}
+        msg = "%s was %s" % (name, "changed" if record["changed"] else "checked; nothing to change")
+        return self._recorded(name, record, msg, settings, task_vars)
+
+    def _service_tasks(self, name, spec, wait, task_vars):
+        """The service's running tasks, once all of its replicas run; after a change (wait) also once its
+        update is complete. Waits at most the spec's wait_timeout; in check mode, reads once."""
+        replicas, deadline = int(spec["replicas"]), time.monotonic() + int(spec["wait_timeout"])
+        while True:
+            info = self._module("community.docker.docker_swarm_info", {
+                "services": True, "services_filters": {"name": name}, "tasks": True, "verbose_output": True,
+                "tasks_filters": {"service": name, "desired-state": "running"}}, task_vars)
+            found = [item for item in info.get("services") or [] if (item.get("Spec") or {}).get("Name") == name]
+            service_id = found[0].get("ID") if found else None
+            update = ((found[0].get("UpdateStatus") or {}).get("State") or "") if found else ""
+            tasks = [task for task in info.get("tasks") or [] if task.get("ServiceID") == service_id]
+            running = [task for task in tasks if (task.get("Status") or {}).get("State") == "running"]
+            if update in ("", "completed") and len(running) == replicas or self._play_context.check_mode:
+                return running
+            if update in _UPDATE_FAILED or time.monotonic() > deadline:
+                states = "; ".join("%s %s" % ((task.get("Status") or {}).get("State") or "",
+                                              (task.get("Status") or {}).get("Err") or (task.get("Status") or {}).get("Message") or "")
+                                   for task in tasks) or "no task"
+                raise _Failed("%d of its %d tasks run (healthy) after %s s (its update: %s; its tasks: %s); docker service "
+                              "ps %s and the task containers' logs on its node say more"
+                              % (len(running), replicas, spec["wait_timeout"], update or "none", states, name), wait)
+            time.sleep(2)
+
+    # ----------------------------------------------------------------- lifecycle and throw-away jobs
+
+    def _containers_state(self, containers, state, task_vars):
+        """Existing containers of this engine (names or ids), stopped or removed."""
+        changed = []
+        for container in containers:
+            if self._module("community.docker.docker_container", {"name": container, "state": state}, task_vars).get("changed"):
+                changed.append(container)
+        return dict(changed=bool(changed), containers=changed,
+                    msg="%s: %s" % (state, ", ".join(changed)) if changed else "nothing to change")
+
+    def _services_absent(self, services, task_vars):
+        """The swarm services that Docker's service filters find (only those named `names`, when given:
+        Docker's name filter matches prefixes) removed, then their Docker secrets, every version. Runs
+        through the swarm manager (the task is delegated there); an engine that manages no swarm (it left
+        it already) has nothing to remove."""
+        try:
+            found = self._module("community.docker.docker_swarm_info", {
+                "services": True, "services_filters": services["filters"], "verbose_output": True}, task_vars)
+        except _Failed:
+            found = {}
+        removed = [item for item in found.get("services") or []
+                   if services["names"] is None or item["Spec"]["Name"] in services["names"]]
+        for item in removed:
+            self._module("community.docker.docker_swarm_service", {"name": item["Spec"]["Name"], "state": "absent"},
+                         task_vars)
+        secrets = sorted({_SECRET_VERSION_RE.sub("", secret["SecretName"]) for item in removed
+                          for secret in item["Spec"]["TaskTemplate"]["ContainerSpec"].get("Secrets") or []})
+        for secret in secrets:
+            self._module("community.docker.docker_secret", {"name": secret, "rolling_versions": True, "state": "absent"},
+                         task_vars)
+        names = [item["Spec"]["Name"] for item in removed]
+        return dict(changed=bool(names), services=names, msg="removed: %s" % ", ".join(names) if names else "no service")
+
+    def _volume_job(self, job, task_vars):
+        """A throw-away container of a node's image that archives its volume into `directory` or extracts
+        the archive there into it (no network, removed after it ran)."""
+        self._module("community.docker.docker_container", volume_job_args(**job), task_vars)
+        # An archive changes nothing of the platform.
+        changed = job["action"] == "extract" and not self._play_context.check_mode
+        return dict(changed=changed, msg="%s: %s of %s done" % (job["name"], job["action"], job["volume"]))
+
+    # -------------------------------------------------------------------------------------- helpers
 
     @staticmethod
     def _spec_hash(spec, secrets, settings):

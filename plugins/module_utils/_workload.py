@@ -412,7 +412,10 @@ def node(role, platform, variables):
         ports=_port(platform["published_addresses"][entry["host"]], entry["published_port"], entry["container_port"]),
         healthcheck=_healthcheck(["CMD-SHELL", NOCOBASE_HEALTH_CHECK % int(entry["container_port"])],
                                  variables["nocobase_healthcheck_interval"], "10s", 3, "600s"),
-        resources=resources(values, "nocobase_node"), state="started", wait_timeout=variables["nocobase_health_timeout"])
+        resources=resources(values, "nocobase_node"),
+        # Unpublished, Docker's health check is how the run knows it answers (published, the role signs in).
+        state="started" if entry["published_port"] is not None else "healthy",
+        wait_timeout=variables["nocobase_health_timeout"])
 
 
 def agent(platform, variables, image):
@@ -579,6 +582,29 @@ def wrapped_command(spec, image_config):
         return None, spec["command"]
     command = spec["command"] if spec["command"] is not None else (image_config.get("Cmd") or [])
     return SECRET_ENV_WRAPPER, (image_config.get("Entrypoint") or []) + list(command)
+
+
+# The throw-away jobs on a node's storage volume (the backup's and the restore's): the shell script,
+# run with the volume's name as $0, and whether the volume or the directory is mounted read-only.
+VOLUME_JOBS = {
+    # GNU tar exits 1 when a file changed while it was read (a running node writes its logs).
+    "archive": ('tar -C /data --warning=no-file-changed -czf "/backup/$0.tar.gz" . || [ $? -eq 1 ]', True, False),
+    "extract": ('find /data -mindepth 1 -delete && tar -C /data -xzf "/backup/$0.tar.gz"', False, True),
+}
+
+
+def volume_job_args(action, name, volume, image, directory, pull):
+    """docker_container's arguments for a throw-away container of a node's image (as root, no network,
+    removed once it ran) that archives the volume into `directory` as <volume>.tar.gz, or extracts that
+    archive into the emptied volume."""
+    script, volume_read_only, directory_read_only = VOLUME_JOBS[action]
+    return {
+        "name": name, "image": image, "pull": pull, "entrypoint": ["sh", "-c"], "command": [script, volume],
+        "user": "0", "network_mode": "none",
+        "mounts": [{"type": "volume", "source": volume, "target": "/data", "read_only": volume_read_only},
+                   {"type": "bind", "source": directory, "target": "/backup", "read_only": directory_read_only}],
+        "detach": False, "cleanup": True, "output_logs": True,
+    }
 
 
 def swarm_cpus(cpus):

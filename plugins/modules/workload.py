@@ -27,12 +27,19 @@ description:
     container (0400) after it is created and before it first starts. Secret environment variables are files
     C(/run/env.<NAME>) that a shell wrapper exports before the image's entry point runs; a new value makes a new
     container.
-  - With C(nocobase_runtime=swarm), pulls the image on this host's engine (the swarm node the service is pinned to)
-    and returns the service's arguments and its Docker secrets, which the entry point's tasks apply through the swarm
-    manager.
-  - In check mode, a container whose network or image (O(image_pending)) does not exist yet is only predicted.
-  - On Docker, records the outcome in the host fact C(__common_containers[name]), read by the roles after this task
-    (on Swarm, the entry point's tasks record the service's first container there).
+  - With C(nocobase_runtime=swarm), runs in two steps. On this host (the swarm node the service is pinned to), it
+    pulls the image and reads its entry point, and returns O(swarm_node). Given O(swarm_node), through the swarm
+    manager (the task delegated to C(nocobase_swarm_manager)), it creates the service's Docker secrets in rolling
+    versions (M(community.docker.docker_secret)), runs the service (M(community.docker.docker_swarm_service)), and
+    after a change waits until the update is complete and each of its tasks runs. Swarm starts a task whose
+    container has a health check only once it is healthy.
+  - The outcome is recorded in the host fact C(__common_containers[name]), read by the roles after this task; on
+    Swarm, the first task's container.
+  - In check mode, a container whose network or image (O(image_pending)) does not exist yet is only predicted; so is
+    a service whose image, secrets or networks are new.
+  - Also changes the state of existing containers (O(containers)), removes swarm services with their secrets
+    (O(services)), and runs the backup's throw-away jobs on a node's volume (O(volume_job)), so that every container
+    and service of the collection goes through this one action.
 author:
   - NocoBase multienv maintainers (@nocobase-multienv)
 attributes:
@@ -47,9 +54,10 @@ attributes:
     support: full
 options:
   component:
-    description: The component, on this inventory host (a worker and its agent are this host's).
+    description:
+      - The component whose spec to apply, on this inventory host (a worker and its agent are this host's).
+      - One of O(component), O(containers), O(services) and O(volume_job) is required.
     type: str
-    required: true
     choices: [redis, postgres, proxy, supervisor, worker, agent]
   labels:
     description: Labels added to the spec's (fingerprints of files the role put on the host, which the container reads).
@@ -62,25 +70,91 @@ options:
     description: In check mode, the image would be built first, so the container can only be predicted.
     type: bool
     default: false
+  swarm_node:
+    description:
+      - For the second step on Swarm, the result's RV(swarm_node) of the first step on the node. The task is
+        delegated to the swarm manager.
+    type: dict
+  containers:
+    description: Existing containers of this host's engine (names or ids) to bring to O(state).
+    type: list
+    elements: str
+  state:
+    description: With O(containers), what they become.
+    type: str
+    choices: [stopped, absent]
+  services:
+    description:
+      - Swarm services to remove, with every version of their Docker secrets. The task is delegated to the swarm
+        manager; an engine that manages no swarm has nothing to remove.
+    type: dict
+    suboptions:
+      filters:
+        description: Docker's service filters (for example C(label)) that find them.
+        type: dict
+        required: true
+      names:
+        description: Only the services of exactly these names (Docker's C(name) filter matches prefixes).
+        type: list
+        elements: str
+  volume_job:
+    description:
+      - A throw-away container of a node's image, as root, without network, removed once it ran, that archives a
+        volume into O(volume_job.directory) as C(<volume>.tar.gz) (V(archive)), or empties the volume and extracts that
+        archive into it (V(extract)).
+    type: dict
+    suboptions:
+      action:
+        description: What the job does.
+        type: str
+        required: true
+        choices: [archive, extract]
+      name:
+        description: The container's name.
+        type: str
+        required: true
+      volume:
+        description: The volume.
+        type: str
+        required: true
+      image:
+        description: The image (the node's).
+        type: str
+        required: true
+      directory:
+        description: The directory of this host that holds the archive.
+        type: str
+        required: true
+      pull:
+        description: When to pull the image (C(pull) of M(community.docker.docker_container)).
+        type: str
+        required: true
+        choices: [always, missing, never]
 notes:
   - Reads the platform model, the secrets, the platform settings and the role's variables as the roles of the
     collection define them, so it runs in a role of this collection only.
-  - The result holds none of the spec's values; on Swarm it is hidden as a no_log result is.
+  - The result holds none of the spec's values.
 seealso:
   - module: community.docker.docker_container
   - module: community.docker.docker_swarm_service
+  - module: community.docker.docker_secret
 """
 
 EXAMPLES = r"""
 - name: Run Redis
   nocobase.multienv.workload:
     component: redis
+
+- name: Remove the containers of a worker that left the inventory
+  nocobase.multienv.workload:
+    containers: [demo-worker-env-c, demo-agent-env-c]
+    state: absent
 """
 
 RETURN = r"""
 container:
-  description: What happened to the container, as also recorded in C(__common_containers[name]) (Docker).
-  returned: success, nocobase_runtime docker
+  description: What happened to the component's container, as also recorded in C(__common_containers[name]).
+  returned: success, with O(component) (on Swarm, the second step)
   type: dict
   contains:
     changed:
@@ -94,8 +168,8 @@ container:
       type: bool
     healthy:
       description: >-
-        True only for a container left alone that Docker found healthy as the run began, when no container of
-        the platform changed earlier in the run.
+        Whether it is known healthy: it was waited for until healthy, or it was left alone and Docker found it
+        healthy as the run began, when no container of the platform changed earlier in the run.
       type: bool
     addresses:
       description: Network -> its IP address there, when known.
@@ -103,13 +177,20 @@ container:
     run:
       description: The run that recorded it.
       type: str
-service:
-  description: The arguments of M(community.docker.docker_swarm_service) (Swarm), without its secrets.
-  returned: success, nocobase_runtime swarm
+swarm_node:
+  description:
+    - The first step on Swarm returns the node's C(id) and its image's C(image_config) (C(Entrypoint), C(Cmd)), none
+      when the image would be pulled first (check mode).
+  returned: success, with O(component), on Swarm, without O(swarm_node)
   type: dict
-secrets:
-  description: The service's Docker secrets, C(name), C(data), C(filename), C(uid), C(gid), C(mode) (Swarm).
-  returned: success, nocobase_runtime swarm
+containers:
+  description: The containers of O(containers) that changed.
+  returned: success, with O(containers)
   type: list
-  elements: dict
+  elements: str
+services:
+  description: The services removed.
+  returned: success, with O(services)
+  type: list
+  elements: str
 """

@@ -53,8 +53,10 @@ HOST_OF = {"redis": "redis", "postgres": "postgres", "proxy": "proxy", "supervis
 RUNTIME = {"nocobase_restart_policy": "always", "nocobase_stop_timeout": 45, "nocobase_image_pull": "missing"}
 
 
-def spec_of(component, runtime="docker", **variables):
-    hosts = {host: dict(LOCAL, **variables) for host, variables in copy.deepcopy(HOSTS).items()}
+def spec_of(component, runtime="docker", host_variables=None, **variables):
+    """The component's spec; `host_variables`: more variables of its host, for the model too."""
+    hosts = {host: dict(LOCAL, **own) for host, own in copy.deepcopy(HOSTS).items()}
+    hosts[HOST_OF[component]].update(host_variables or {})
     platform = build_model(dict(SETTINGS, nocobase_runtime=runtime), GROUPS, hosts)
     values = dict(VARIABLES, inventory_hostname=HOST_OF[component], **variables)
     for setting in workload.SETTINGS[workload.SETTINGS_OF[component]]:
@@ -205,14 +207,26 @@ def test_every_setting_is_declared_once_and_the_roles_and_docs_agree():
 
 
 def test_no_role_defines_a_container_or_a_service():
-    """Every component's spec is built in _workload; roles/ only runs it (the entry point workload)."""
+    """Every component's spec is built in _workload, and every container and service of the collection
+    goes through the one action nocobase.multienv.workload: no role runs Docker's own modules for them."""
     for path in sorted((REPO / "roles").rglob("*.yml")):
         text = path.read_text()
         assert not re.search(r"^__\w+_service:", text, re.MULTILINE), path
-        assert "nocobase.multienv.container:" not in text, path
-        swarm_half = ("roles/_common/tasks/service.yml", "roles/_common/tasks/services_absent.yml")
-        if path.relative_to(REPO).as_posix() not in swarm_half:
-            assert "community.docker.docker_swarm_service:" not in text, path
+        for module in ("container", "docker_container", "docker_swarm_service", "docker_secret"):
+            assert not re.search(r"^\s*-?\s*(community\.docker|nocobase\.multienv)\.%s:" % module, text, re.MULTILINE), \
+                (path, module)
+
+
+def test_the_volume_jobs_archive_read_only_and_extract_into_an_emptied_volume():
+    """The backup's archive mounts the node's volume read-only; the restore's mounts the archive read-only."""
+    archive = workload.volume_job_args("archive", "demo-worker.backup", "demo-storage", "img", "/tmp/x", "never")
+    extract = workload.volume_job_args("extract", "demo-worker.restore", "demo-storage", "img", "/tmp/x", "never")
+    assert [mount["read_only"] for mount in archive["mounts"]] == [True, False]
+    assert [mount["read_only"] for mount in extract["mounts"]] == [False, True]
+    for args in (archive, extract):
+        assert args["network_mode"] == "none" and args["cleanup"] and not args["detach"]
+        assert args["command"][1] == "demo-storage"  # $0 of the script: a value, never part of the shell text
+    assert extract["command"][0].startswith("find /data -mindepth 1 -delete && ")
 
 
 def test_a_spec_is_not_built_from_a_bad_setting():
@@ -243,3 +257,12 @@ def test_cpus_survive_the_swarm_round_trip(cpus):
     """docker_swarm_service sends int(cpus * 1e9) and compares what it reads back: no update on every run."""
     sent = workload.swarm_cpus(cpus)
     assert int(sent * 1e9) / 1e9 == sent and abs(sent - cpus) < 1e-8
+
+
+def test_an_unpublished_node_is_waited_for_until_docker_finds_it_healthy():
+    """Published, the role signs in through its port; unpublished, Docker's health check is all the run has."""
+    assert spec_of("worker")["state"] == "started"
+    unpublished = spec_of("worker", host_variables={"worker_published_port": None, "worker_url": "http://worker-a:80"})
+    assert unpublished["ports"] == [] and unpublished["state"] == "healthy"
+    assert workload.docker_container_args(unpublished, {"nocobase_image_pull": "never", "nocobase_restart_policy": "always",
+                                                        "nocobase_stop_timeout": 30})["healthy_wait_timeout"] == 600

@@ -318,7 +318,8 @@ class ActionModule(ActionBase):
             self._module("community.docker.docker_secret", {"name": secret, "rolling_versions": True, "state": "absent"},
                          task_vars)
         names = [item["Spec"]["Name"] for item in removed]
-        return dict(changed=bool(names), services=names, msg="removed: %s" % ", ".join(names) if names else "no service")
+        return dict(changed=bool(names), services=names, swarm_manager=bool(found.get("docker_swarm_manager")),
+                    msg="removed: %s" % ", ".join(names) if names else "no service")
 
     def _volume_job(self, job, task_vars):
         """A throw-away container of a node's image that archives its volume into `directory` or extracts

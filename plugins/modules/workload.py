@@ -193,4 +193,8 @@ services:
   returned: success, with O(services)
   type: list
   elements: str
+swarm_manager:
+  description: Whether the engine the task was delegated to manages a swarm (with O(services)).
+  returned: success, with O(services)
+  type: bool
 """

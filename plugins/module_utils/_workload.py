@@ -102,29 +102,71 @@ NODE_MEMORY_WARNED_BELOW = 2 * GIB
 NODE_NON_HEAP_BYTES = 512 * MIB
 
 
+# The argument spec type of each kind of setting.
+KIND_TYPES = {"size": "str", "cpus": "float", "str": "str", "path": "path", "seconds": "int", "port": "int",
+              "bool": "bool", "args": "list", "env": "dict", "dict": "dict"}
+
+
 class Setting:
-    """One per-component setting: the variable an operator sets, its default, its type, and the spec
-    field it feeds. Role defaults, argument specs and docs/provisioning.md are tested equal to these."""
+    """One per-component setting: the variable an operator sets, its default, its kind (its type and
+    validation), the spec field it feeds and its description (a string, or a list of paragraphs).
+    tools/settings.py writes role defaults, argument specs and docs/provisioning.md from these."""
 
     def __init__(self, name, role, default, kind, field, description):
+        if kind not in KIND_TYPES:
+            raise AssertionError(kind)
         self.name, self.role, self.default, self.kind, self.field, self.description = (
             name, role, default, kind, field, description)
 
     def value(self, raw, where):
         """The setting's value from the inventory (None: unset), or ValueError naming it."""
-        if raw is None or raw == "":
+        what = "%s of %s" % (self.name, where)
+        if raw is None or raw == "" and self.kind not in ("str", "path"):
             return None
         if self.kind == "size":
-            return parse_size(raw, "%s of %s" % (self.name, where))
+            return parse_size(raw, what)
         if self.kind == "cpus":
-            try:
-                cpus = float(raw)
-            except (TypeError, ValueError):
-                cpus = -1
-            if isinstance(raw, bool) or not 0 < cpus <= 1024:
-                raise ValueError("%s of %s must be a number of CPUs above 0 (such as 0.5 or 2), not %r" % (self.name, where, raw))
+            cpus = _number(raw, float)
+            if cpus is None or not 0 < cpus <= 1024:
+                raise ValueError("%s must be a number of CPUs above 0 (such as 0.5 or 2), not %r" % (what, raw))
             return cpus
-        raise AssertionError(self.kind)
+        if self.kind in ("seconds", "port"):
+            number = _number(raw, int)
+            if number is None or not 0 < number <= (65535 if self.kind == "port" else 86400):
+                raise ValueError("%s must be %s, not %r" % (
+                    what, "a port number (1 to 65535)" if self.kind == "port" else "a number of seconds above 0", raw))
+            return number
+        if self.kind == "bool":
+            try:
+                return boolean(raw, strict=True)
+            except TypeError:
+                raise ValueError("%s must be true or false, not %r" % (what, raw))
+        if self.kind in ("str", "path"):
+            if not isinstance(raw, str) or not raw.strip() or raw != raw.strip() or "\n" in raw:
+                raise ValueError("%s must be a non-empty string on one line, not %r" % (what, raw))
+            if self.kind == "path" and not raw.startswith("/"):
+                raise ValueError("%s must be an absolute path, not %r" % (what, raw))
+            return raw
+        if self.kind == "args":
+            if not isinstance(raw, list) or not all(isinstance(arg, (str, int, float)) and not isinstance(arg, bool)
+                                                    and str(arg).strip() and not re.search(r"\s", str(arg)) for arg in raw):
+                raise ValueError("%s must be a list of arguments, each without spaces, not %r" % (what, raw))
+            return [str(arg) for arg in raw]
+        if not isinstance(raw, dict) or not all(isinstance(key, str) and isinstance(value, (str, int, float))
+                                                for key, value in raw.items()):
+            raise ValueError("%s must be a mapping of names to plain values, not %r" % (what, raw))
+        return dict(raw)
+
+
+def _number(raw, kind):
+    """`raw` as an int or float (a string of one too, as -e gives it), None when it is none."""
+    if isinstance(raw, bool):
+        return None
+    try:
+        number = kind(raw)
+    except (TypeError, ValueError):
+        return None
+    return number if kind is float or str(number) == str(raw).strip() else None
 
 
 def _resources(prefix, role, memory, what):
@@ -138,18 +180,79 @@ def _resources(prefix, role, memory, what):
     )
 
 
-# Every per-component setting, by the component whose spec it feeds. Their defaults are chosen from
-# the figures in docs/provisioning.md ("Memory and CPUs"). The nodes' settings are platform-wide
-# (group_vars) and may be set on a node's host for that node alone; the others on their component's host.
+def _wait(name, role, default, what):
+    return Setting(name, role, default, "seconds", "wait_timeout",
+                   "Seconds to wait until %s." % what)
+
+
+# Every per-component setting, by the component whose spec it feeds. The resources' defaults are
+# chosen from the figures in docs/provisioning.md ("Memory and CPUs"). The nodes' settings are
+# platform-wide (group_vars) and may be set on a node's host for that node alone; the others on their
+# component's host.
 SETTINGS = {
     "node": _resources("nocobase_node", "_common", "4g", "each NocoBase node (a worker's replica)"),
-    "agent": _resources("worker_agent", "worker", "256m", "each worker's agent"),
-    "redis": _resources("redis", "redis", "1g", "Redis") + (
+    "agent": (
+        Setting("worker_agent_heartbeat_interval", "worker", 120, "seconds", "env.AGENT_HEARTBEAT_SECONDS", [
+            "Seconds between two heartbeats of a worker's agent (NocoBase's own interval is 120). Keep it well "
+            "below C(nocobase_stale_after)."]),
+        Setting("worker_agent_extra_env", "worker", {}, "env", "env",
+                "Extra environment variables of the worker's agent (C(AGENT_*) settings, see C(docs/agent.md))."),
+        Setting("worker_available_timeout", "worker", 300, "seconds", "wait_timeout", [
+            "Seconds to wait until the workers' environments are available (a fresh heartbeat from each agent) "
+            "before failing with what each one lacks."]),
+    ) + _resources("worker_agent", "worker", "256m", "each worker's agent"),
+    "redis": (
+        Setting("redis_image", "redis", "redis/redis-stack-server:7.4.0-v1", "str", "image",
+                "Redis image; its interface must be that of C(redis/redis-stack-server). Pinned."),
+        Setting("redis_volume", "redis", "{{ nocobase_container_prefix }}-redis-data", "str", "mounts",
+                "Named volume mounted at C(/data)."),
+        Setting("redis_appendonly", "redis", True, "bool", "command",
+                "Persist every write in an append-only file (C(--appendonly yes))."),
+        Setting("redis_extra_args", "redis", [], "args", "command", [
+            "More C(redis-server) arguments, appended to its command, for example C([--hz, 20]). No spaces inside "
+            "one argument."]),
+        _wait("redis_wait_timeout", "redis", 60, "Redis is healthy (it answers C(PING), checked by Docker every 2 seconds)"),
+    ) + _resources("redis", "redis", "1g", "Redis") + (
         Setting("redis_maxmemory", "redis", None, "size", "command",
                 "maxmemory of Redis, policy noeviction (full, it refuses writes, never drops a record); "
                 "null for 3/4 of redis_memory."),),
-    "postgres": _resources("postgres", "postgres", "4g", "PostgreSQL"),
-    "proxy": _resources("proxy", "proxy", "256m", "the proxy"),
+    "postgres": (
+        Setting("postgres_image", "postgres", "postgres:16.4", "str", "image",
+                "PostgreSQL image (10 or newer) with the interface of the official image. Pinned."),
+        Setting("postgres_volume", "postgres", "{{ nocobase_container_prefix }}-postgres-data", "str", "mounts",
+                "Named volume mounted at C(/var/lib/postgresql/data)."),
+        Setting("postgres_superuser", "postgres", "postgres", "str", "env.POSTGRES_USER",
+                "Name of the superuser (C(POSTGRES_USER)); its password is C(nocobase_postgres_password)."),
+        Setting("postgres_settings", "postgres", {"wal_level": "logical"}, "dict", "command", [
+            "Server settings, passed as C(-c key=value). NocoBase's own compose files use C(wal_level=logical)."]),
+        _wait("postgres_wait_timeout", "postgres", 120,
+              "PostgreSQL is healthy (C(pg_isready), checked by Docker every 2 seconds)"),
+    ) + _resources("postgres", "postgres", "4g", "PostgreSQL"),
+    "proxy": (
+        Setting("proxy_image", "proxy", "nginx:1.27.5", "str", "image",
+                "nginx image (the official one's interface, C(/etc/nginx/conf.d))."),
+        Setting("proxy_published_port", "proxy", 13000, "port", "ports",
+                "Host port the proxy is published on (address C(nocobase_published_address))."),
+        Setting("proxy_container_port", "proxy", 80, "port", "ports", "Port nginx listens on inside the container."),
+        Setting("proxy_config_dir", "proxy", "/etc/nocobase-multienv/{{ nocobase_platform }}/proxy", "path", "mounts", [
+            "Directory on the proxy's Docker host that holds the rendered configuration, mounted read-only as "
+            "C(/etc/nginx/conf.d). The whole directory is mounted so that a replaced file is seen."]),
+        _wait("proxy_wait_timeout", "proxy", 120, "the proxy answers its health URL"),
+        Setting("proxy_tls", "proxy", False, "bool", "ports", [
+            "Serve HTTPS on C(proxy_tls_published_port) with the routes above; plain HTTP on C(proxy_published_port) "
+            "then answers every request with a C(301) redirect to the same URL over HTTPS, except the proxy's health "
+            "URL C(/__nocobase_proxy_health).",
+            "The certificate and key are C(proxy_tls_cert) and C(proxy_tls_key); when both are empty, a self-signed "
+            "pair for C(proxy_tls_subject_alt_names) is generated once on the controller into C(nocobase_secrets_dir) "
+            "(C(proxy-tls.crt), C(proxy-tls.key)) with C(community.crypto).",
+            "Either way both are copied to C(<proxy_config_dir>/tls/) on the proxy host (the directory mode C(0700), "
+            "the key C(0600), never shown in a diff or log) and nginx is reloaded when they change."]),
+        Setting("proxy_tls_published_port", "proxy", 13443, "port", "ports", [
+            "Host port HTTPS is published on with C(proxy_tls) (address C(nocobase_published_address)), and the port "
+            "of the URLs plain HTTP redirects to (left out when it is 443)."]),
+        Setting("proxy_tls_container_port", "proxy", 443, "port", "ports",
+                "Port nginx serves HTTPS on inside the container."),
+    ) + _resources("proxy", "proxy", "256m", "the proxy"),
 }
 # The spec builders read these settings of these components.
 SETTINGS_OF = {"redis": "redis", "postgres": "postgres", "proxy": "proxy", "supervisor": "node", "worker": "node",
@@ -205,6 +308,9 @@ def resource_errors(values, prefix, where):
 # The components each inventory group runs, whose settings its hosts take.
 GROUP_COMPONENTS = {"nocobase_supervisor": ("node",), "nocobase_workers": ("node", "agent"),
                     "nocobase_redis": ("redis",), "nocobase_postgres": ("postgres",), "nocobase_proxy": ("proxy",)}
+# The prefix of each component's _resources() settings.
+RESOURCE_PREFIXES = {component: setting.name[:-len("_memory")] for component, settings in SETTINGS.items()
+                     for setting in settings if setting.field == "resources.memory"}
 # Each setting's default, by name.
 DEFAULTS = {setting.name: setting.default for settings in SETTINGS.values() for setting in settings}
 
@@ -224,7 +330,7 @@ def settings_problems(groups, hosts):
         for host in groups.get(group, []):
             for component in GROUP_COMPONENTS[group]:
                 values, problems = settings_values(component, hosts[host], host)
-                prefix = SETTINGS[component][0].name[:-len("_memory")]  # the _resources() prefix
+                prefix = RESOURCE_PREFIXES[component]
                 more, warned = resource_errors(values, prefix, host)
                 errors += problems + more
                 warnings += warned
@@ -296,10 +402,9 @@ def redis(platform, variables):
     """Redis, the control plane: its users (with their password hashes) in a secret file it includes,
     maxmemory with the noeviction policy, TLS when nocobase_redis_tls."""
     runtime = platform["runtime"]
-    values = _values("redis", variables)
-    maxmemory = values["redis_maxmemory"]
-    if maxmemory is None and values["redis_memory"] is not None:
-        maxmemory = values["redis_memory"] * 3 // 4
+    maxmemory = variables["redis_maxmemory"]
+    if maxmemory is None and variables["redis_memory"] is not None:
+        maxmemory = variables["redis_memory"] * 3 // 4
     users_file = secret_path(runtime, "redis-users.conf")
     tls_dir = "/etc/redis-tls"
     tls = variables["nocobase_redis_tls"]
@@ -313,7 +418,7 @@ def redis(platform, variables):
     environments = [worker["environment"] for worker in platform["workers"] if worker["state"] == "present"]
     return _spec(
         name=platform["redis"]["container"], image=variables["redis_image"],
-        command=command + [str(arg) for arg in variables["redis_extra_args"] or []],
+        command=command + (variables["redis_extra_args"] or []),
         secret_files=[{"name": "redis-users.conf", "ref": SecretRef(redis_users={
             "key_prefix": variables["nocobase_key_prefix"], "environments": environments,
             "node_user": variables["nocobase_apps_runtime"] == "plugin"})}],
@@ -324,12 +429,11 @@ def redis(platform, variables):
         ports=_port(platform["redis"]["published_address"], variables["nocobase_redis_published_port"], 6379),
         # Answers PONG, or NOAUTH without the password: either way the server is up.
         healthcheck=_healthcheck(["CMD-SHELL", ping + " 2>&1 | grep -qE 'PONG|NOAUTH'"], "2s", "5s", 5, "30s"),
-        resources=resources(values, "redis"), state="healthy", wait_timeout=variables["redis_wait_timeout"])
+        resources=resources(variables, "redis"), state="healthy", wait_timeout=variables["redis_wait_timeout"])
 
 
 def postgres(platform, variables):
     """PostgreSQL: the superuser's password a secret variable of the image's entry point."""
-    values = _values("postgres", variables)
     superuser = variables["postgres_superuser"]
     command = ["postgres"]
     for key, value in (variables["postgres_settings"] or {}).items():
@@ -342,12 +446,11 @@ def postgres(platform, variables):
         ports=_port(platform["postgres"]["published_address"], platform["postgres"]["published_port"], 5432),
         healthcheck=_healthcheck(["CMD-SHELL", "pg_isready -q -h 127.0.0.1 -U %s -d postgres" % superuser],
                                  "2s", "5s", 5, "60s"),
-        resources=resources(values, "postgres"), state="healthy", wait_timeout=variables["postgres_wait_timeout"])
+        resources=resources(variables, "postgres"), state="healthy", wait_timeout=variables["postgres_wait_timeout"])
 
 
 def proxy(platform, variables):
     """The proxy (nginx), its configuration directory on its host mounted read-only."""
-    values = _values("proxy", variables)
     address = platform["published_addresses"][variables["inventory_hostname"]]
     ports = _port(address, variables["proxy_published_port"], variables["proxy_container_port"])
     if variables["proxy_tls"]:
@@ -362,7 +465,7 @@ def proxy(platform, variables):
         healthcheck=_healthcheck(["CMD", "curl", "-fsS", "-o", "/dev/null",
                                   "http://127.0.0.1:%s/__nocobase_proxy_health" % variables["proxy_container_port"]],
                                  "2s", "5s", 3, "5s"),
-        stop_timeout=10, resources=resources(values, "proxy"), state="started",
+        stop_timeout=10, resources=resources(variables, "proxy"), state="started",
         wait_timeout=variables["proxy_wait_timeout"])
 
 
@@ -370,7 +473,6 @@ def node(role, platform, variables):
     """A NocoBase node, the supervisor or this host's worker: its secrets are secret variables
     (NocoBase reads them from its environment only), its heap sized from its memory limit."""
     entry = _this_node(role, platform, variables)
-    values = _values(role, variables)
     redis_url = _redis_url("node", variables, platform)
     env = {
         "DB_DIALECT": "postgres", "DB_HOST": platform["postgres"]["node_host"], "DB_PORT": platform["postgres"]["node_port"],
@@ -392,8 +494,8 @@ def node(role, platform, variables):
     if role == "worker":
         env.update(ENVIRONMENT_NAME=entry["environment"], ENVIRONMENT_URL=entry["url"],
                    ENVIRONMENT_PROXY_URL=entry["proxy_url"])
-    if values["nocobase_node_memory"] is not None:
-        env["NODE_OPTIONS"] = "--max-old-space-size=%d" % heap_mib(values["nocobase_node_memory"])
+    if variables["nocobase_node_memory"] is not None:
+        env["NODE_OPTIONS"] = "--max-old-space-size=%d" % heap_mib(variables["nocobase_node_memory"])
     env.update(variables["nocobase_extra_env"] or {})
     env.update(entry["extra_env"] or {})
     public, secret = {}, {}
@@ -412,7 +514,7 @@ def node(role, platform, variables):
         ports=_port(platform["published_addresses"][entry["host"]], entry["published_port"], entry["container_port"]),
         healthcheck=_healthcheck(["CMD-SHELL", NOCOBASE_HEALTH_CHECK % int(entry["container_port"])],
                                  variables["nocobase_healthcheck_interval"], "10s", 3, "600s"),
-        resources=resources(values, "nocobase_node"),
+        resources=resources(variables, "nocobase_node"),
         # Unpublished, Docker's health check is how the run knows it answers (published, the role signs in).
         state="started" if entry["published_port"] is not None else "healthy",
         wait_timeout=variables["nocobase_health_timeout"])
@@ -424,7 +526,6 @@ def agent(platform, variables, image):
     each named after its task's slot."""
     entry = _this_node("worker", platform, variables)
     runtime = platform["runtime"]
-    values = _values("agent", variables)
     environment = entry["environment"]
     files = [
         {"name": "redis_url", "ref": _redis_url("agent-" + environment, variables, platform)},
@@ -454,24 +555,21 @@ def agent(platform, variables, image):
         # Healthy while its worker is healthy and the environment is registered.
         healthcheck=_healthcheck(["CMD", "python3", "/opt/nocobase-agent/agent.py", "--healthcheck"],
                                  variables["nocobase_healthcheck_interval"], "10s", 3, "600s"),
-        stop_timeout=15, resources=resources(values, "worker_agent"), state="started",
+        stop_timeout=15, resources=resources(variables, "worker_agent"), state="started",
         wait_timeout=variables["worker_available_timeout"])
 
 
-# The variables each builder reads, besides those of its settings (SETTINGS).
+# The platform-wide variables each builder reads, besides its component's settings (SETTINGS).
 VARIABLES = {
     "common": ("nocobase_platform", "nocobase_labels", "nocobase_network", "nocobase_backend_network",
                "nocobase_redis_tls", "nocobase_redis_tls_dir", "nocobase_apps_runtime", "nocobase_key_prefix",
                "nocobase_redis_db", "nocobase_healthcheck_interval", "inventory_hostname"),
-    "redis": ("redis_image", "redis_volume", "redis_appendonly", "redis_extra_args", "redis_wait_timeout",
-              "nocobase_redis_published_port"),
-    "postgres": ("postgres_image", "postgres_volume", "postgres_superuser", "postgres_settings", "postgres_wait_timeout"),
-    "proxy": ("proxy_image", "proxy_config_dir", "proxy_published_port", "proxy_container_port", "proxy_tls",
-              "proxy_tls_published_port", "proxy_tls_container_port", "proxy_wait_timeout"),
+    "redis": ("nocobase_redis_published_port",),
+    "postgres": (),
+    "proxy": (),
     "supervisor": ("nocobase_db_user", "nocobase_timezone", "nocobase_root_email", "nocobase_root_username",
                    "nocobase_extra_env", "nocobase_health_timeout"),
-    "agent": ("nocobase_root_email", "nocobase_stale_after", "worker_agent_heartbeat_interval", "worker_agent_extra_env",
-              "worker_available_timeout", "_common_redis_tls_ca"),
+    "agent": ("nocobase_root_email", "nocobase_stale_after", "_common_redis_tls_ca"),
 }
 VARIABLES["worker"] = VARIABLES["supervisor"]
 
@@ -481,14 +579,12 @@ def variable_names(component):
             + tuple(setting.name for setting in SETTINGS[SETTINGS_OF[component]]))
 
 
-# Variables that are Ansible booleans: "false" from -e or an INI inventory is false.
-BOOLEAN_VARIABLES = ("nocobase_redis_tls", "proxy_tls", "redis_appendonly")
-
-
 def build(component, platform, variables, image=None):
-    """The spec of `component` on this host (variables: its variable_names(), templated)."""
-    variables = dict(variables, **{name: boolean(variables[name], strict=False) for name in BOOLEAN_VARIABLES
-                                   if name in variables})
+    """The spec of `component` on this host (variables: its variable_names(), templated); its settings
+    validated (ValueError naming the first wrong ones: preflight says it first)."""
+    # An Ansible boolean: "false" from -e or an INI inventory is false (the settings' are read by their kind).
+    variables = dict(variables, nocobase_redis_tls=boolean(variables["nocobase_redis_tls"], strict=False))
+    variables.update(_values(component, variables))
     if component in ("supervisor", "worker"):
         return node(component, platform, variables)
     if component == "agent":

@@ -192,6 +192,12 @@ CASES = {
     "a reservation above its limit": (
         {}, {"proxy": {"proxy_memory": "256m", "proxy_memory_reservation": "1g"}}, {},
         ["proxy_memory_reservation of proxy is above its proxy_memory"]),
+    "a component setting of the wrong kind": (
+        {}, {"proxy": {"proxy_published_port": 70000, "proxy_config_dir": "etc/proxy"},
+             "redis": {"redis_extra_args": ["--save 60"]}}, {},
+        ["redis_extra_args of redis must be a list of arguments, each without spaces",
+         "proxy_published_port of proxy must be a port number (1 to 65535), not 70000",
+         "proxy_config_dir of proxy must be an absolute path, not 'etc/proxy'"]),
     "several errors at once": (
         {"nocobase_aes_secret_key": "abc"}, {"worker_b": {"worker_environment": "env_a"}}, {},
         ["nocobase_aes_secret_key must be exactly", "worker_environment 'env_a' of worker_b is also"]),

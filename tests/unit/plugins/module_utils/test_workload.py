@@ -172,6 +172,36 @@ def test_bad_sizes_name_the_setting(raw):
         errors == ["nocobase_node_memory of worker_a must be a size such as 512m or 4g, not %r" % (raw,)]
 
 
+@pytest.mark.parametrize(("name", "raw", "error"), [
+    ("redis_wait_timeout", "soon", "must be a number of seconds above 0, not 'soon'"),
+    ("redis_wait_timeout", 0, "must be a number of seconds above 0, not 0"),
+    ("proxy_published_port", 70000, "must be a port number (1 to 65535), not 70000"),
+    ("proxy_published_port", "80.5", "must be a port number (1 to 65535), not '80.5'"),
+    ("proxy_config_dir", "etc/proxy", "must be an absolute path, not 'etc/proxy'"),
+    ("redis_image", "redis:7\n--privileged", "must be a non-empty string on one line, not 'redis:7\\n--privileged'"),
+    ("redis_image", "", "must be a non-empty string on one line, not ''"),
+    ("redis_appendonly", "maybe", "must be true or false, not 'maybe'"),
+    ("redis_extra_args", ["--save 60"], "must be a list of arguments, each without spaces, not ['--save 60']"),
+    ("redis_extra_args", "--hz 20", "must be a list of arguments, each without spaces, not '--hz 20'"),
+    ("postgres_settings", {"work_mem": {"nested": 1}}, "must be a mapping of names to plain values, not {'work_mem': {'nested': 1}}"),
+    ("worker_agent_extra_env", ["AGENT_X=1"], "must be a mapping of names to plain values, not ['AGENT_X=1']"),
+])
+def test_a_bad_component_setting_is_refused_naming_it_and_its_host(name, raw, error):
+    component = {"redis": "redis", "proxy": "proxy", "postgres": "postgres", "worker": "agent"}[name.split("_")[0]]
+    values, errors = workload.settings_values(component, {name: raw}, "somehost")
+    assert errors == ["%s of somehost %s" % (name, error)]
+
+
+def test_component_settings_from_the_command_line_are_read_by_their_kind():
+    """-e gives strings: "90" is 90 seconds, "no" is false, and a spec gets them as such."""
+    values, errors = workload.settings_values("redis", {"redis_wait_timeout": "90", "redis_appendonly": "no"}, "redis")
+    assert errors == [] and values["redis_wait_timeout"] == 90 and values["redis_appendonly"] is False
+    spec = spec_of("redis", redis_wait_timeout="90", redis_extra_args=["--hz", 20])
+    assert spec["wait_timeout"] == 90 and spec["command"][-2:] == ["--hz", "20"]
+    with pytest.raises(ValueError, match="^proxy_published_port of proxy must be a port number"):
+        spec_of("proxy", proxy_published_port="http")
+
+
 def test_the_preflight_refuses_a_node_below_1_gib_and_warns_below_2():
     hosts = {"supervisor": {"nocobase_node_memory": "768m"}, "worker_a": {"nocobase_node_memory": "1536m",
                                                                           "worker_agent_cpus": "none"},
@@ -201,9 +231,10 @@ def test_every_setting_is_declared_once_and_the_roles_and_docs_agree():
             specs = yaml.safe_load((REPO / "roles" / setting.role / "meta" / "argument_specs.yml").read_text())
             option = specs["argument_specs"]["main"]["options"][setting.name]
             assert option.get("default") == setting.default and option["description"] == setting.description
-            assert option["type"] == ("float" if setting.kind == "cpus" else "str")
-            row = re.search(r"^\| `%s` \| ([^|]*) \|" % setting.name, docs, re.MULTILINE)
-            assert row and row.group(1).strip() == ("`%s`" % setting.default if setting.default else "none"), setting.name
+            assert option["type"] == workload.KIND_TYPES[setting.kind]
+            row = re.search(r"^\| `%s` \| ([^|]*) \| ([^|]*) \|" % setting.name, docs, re.MULTILINE)
+            assert row and row.group(1) == setting.role, setting.name
+            assert (yaml.safe_load(row.group(2).strip("`")) if row.group(2) != "none" else None) == setting.default
 
 
 def test_no_role_defines_a_container_or_a_service():

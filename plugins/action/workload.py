@@ -109,9 +109,9 @@ class ActionModule(ActionBase):
             return dict(failed=True, changed=False, msg="nocobase.multienv.workload %s: %s" % (component, exc))
         spec["labels"].update(args["labels"])
         secrets = secret_items(spec, settings["__nocobase_secrets"])
-        # Every secret and every value of the environment is masked in a failure message.
-        masked = {str(value) for value in list(spec["env"].values()) + [item["value"] for item in secrets]
-                  if len(str(value)) > 3}
+        # Every secret is masked in a failure message (the environment holds none: a spec's secret
+        # variables are references), before the name is put in front of it.
+        masked = {item["value"] for item in secrets if len(item["value"]) > 3}
         try:
             if platform["runtime"] != "swarm":
                 return self._docker(spec, secrets, settings, args["image_pending"], task_vars)
@@ -119,7 +119,7 @@ class ActionModule(ActionBase):
                 return self._swarm_node(spec, settings, args["image_pending"], task_vars)
             return self._swarm_service(spec, secrets, settings, variables, args["swarm_node"], task_vars)
         except _Failed as failed:
-            return dict(failed=True, changed=failed.changed, msg=remove_values("%s: %s" % (spec["name"], failed.msg), masked))
+            return dict(failed=True, changed=failed.changed, msg="%s: %s" % (spec["name"], remove_values(failed.msg, masked)))
 
     def _docker(self, spec, secrets, settings, image_pending, task_vars):
         """The container of the spec on this host's engine, left alone when it is current."""
@@ -132,11 +132,14 @@ class ActionModule(ActionBase):
         check_mode = bool(self._play_context.check_mode)
         state = spec["state"]
 
+        # Docker's health as the run began holds only while nothing it depends on changed since: a container
+        # that must be healthy is then handed to docker_container, which waits for it again.
+        run_changed = boolean(settings["_common_run_changed"], strict=False)
         if (boolean(settings["nocobase_skip_unchanged"], strict=False) and module_args["pull"] != "always"
+                and not (state == "healthy" and run_changed)
                 and container_is_current(engine, name, spec_label, spec["image"], state != "present", state == "healthy")):
-            # Docker's health as the run began holds only while nothing it depends on changed since.
             record = {"changed": False, "id": found["id"], "running": found["running"], "addresses": found["addresses"],
-                      "healthy": found["health"] == "healthy" and not boolean(settings["_common_run_changed"], strict=False)}
+                      "healthy": found["health"] == "healthy" and not run_changed}
             msg = "%s is what its role wants and was left alone" % name
             predicted = False
         elif check_mode and (boolean(settings["_common_network_pending"], strict=False) or image_pending):
@@ -263,8 +266,8 @@ class ActionModule(ActionBase):
         return self._recorded(name, record, msg, settings, task_vars)
 
     def _service_tasks(self, name, spec, wait, task_vars):
-        """The service's running tasks, once all of its replicas run; after a change (wait) also once its
-        update is complete. Waits at most the spec's wait_timeout; in check mode, reads once."""
+        """The service's running tasks, once all of its replicas run; after this run changed it (wait),
+        also once its update is complete. Waits at most the spec's wait_timeout; in check mode, reads once."""
         replicas, deadline = int(spec["replicas"]), time.monotonic() + int(spec["wait_timeout"])
         while True:
             info = self._module("community.docker.docker_swarm_info", {
@@ -275,9 +278,10 @@ class ActionModule(ActionBase):
             update = ((found[0].get("UpdateStatus") or {}).get("State") or "") if found else ""
             tasks = [task for task in info.get("tasks") or [] if task.get("ServiceID") == service_id]
             running = [task for task in tasks if (task.get("Status") or {}).get("State") == "running"]
-            if update in ("", "completed") and len(running) == replicas or self._play_context.check_mode:
+            # An update's state is this run's only after this run changed the service (a paused one stays so).
+            if (not wait or update in ("", "completed")) and len(running) == replicas or self._play_context.check_mode:
                 return running
-            if update in _UPDATE_FAILED or time.monotonic() > deadline:
+            if wait and update in _UPDATE_FAILED or time.monotonic() > deadline:
                 states = "; ".join("%s %s" % ((task.get("Status") or {}).get("State") or "",
                                               (task.get("Status") or {}).get("Err") or (task.get("Status") or {}).get("Message") or "")
                                    for task in tasks) or "no task"
@@ -292,7 +296,11 @@ class ActionModule(ActionBase):
         """Existing containers of this engine (names or ids), stopped or removed."""
         changed = []
         for container in containers:
-            if self._module("community.docker.docker_container", {"name": container, "state": state}, task_vars).get("changed"):
+            try:
+                outcome = self._module("community.docker.docker_container", {"name": container, "state": state}, task_vars)
+            except _Failed as failed:
+                raise _Failed("%s: %s" % (container, failed.msg), bool(changed) or failed.changed)
+            if outcome.get("changed"):
                 changed.append(container)
         return dict(changed=bool(changed), containers=changed,
                     msg="%s: %s" % (state, ", ".join(changed)) if changed else "nothing to change")
@@ -309,14 +317,17 @@ class ActionModule(ActionBase):
             found = {}
         removed = [item for item in found.get("services") or []
                    if services["names"] is None or item["Spec"]["Name"] in services["names"]]
-        for item in removed:
-            self._module("community.docker.docker_swarm_service", {"name": item["Spec"]["Name"], "state": "absent"},
-                         task_vars)
         secrets = sorted({_SECRET_VERSION_RE.sub("", secret["SecretName"]) for item in removed
                           for secret in item["Spec"]["TaskTemplate"]["ContainerSpec"].get("Secrets") or []})
-        for secret in secrets:
-            self._module("community.docker.docker_secret", {"name": secret, "rolling_versions": True, "state": "absent"},
-                         task_vars)
+        removals = [("community.docker.docker_swarm_service", {"name": item["Spec"]["Name"], "state": "absent"})
+                    for item in removed]
+        removals += [("community.docker.docker_secret", {"name": secret, "rolling_versions": True, "state": "absent"})
+                     for secret in secrets]
+        for done, (module_name, module_args) in enumerate(removals):
+            try:
+                self._module(module_name, module_args, task_vars)
+            except _Failed as failed:
+                raise _Failed("%s: %s" % (module_args["name"], failed.msg), done > 0 or failed.changed)
         names = [item["Spec"]["Name"] for item in removed]
         return dict(changed=bool(names), services=names, swarm_manager=bool(found.get("docker_swarm_manager")),
                     msg="removed: %s" % ", ".join(names) if names else "no service")
@@ -324,10 +335,11 @@ class ActionModule(ActionBase):
     def _volume_job(self, job, task_vars):
         """A throw-away container of a node's image that archives its volume into `directory` or extracts
         the archive there into it (no network, removed after it ran)."""
+        check_mode = bool(self._play_context.check_mode)
         self._module("community.docker.docker_container", volume_job_args(**job), task_vars)
-        # An archive changes nothing of the platform.
-        changed = job["action"] == "extract" and not self._play_context.check_mode
-        return dict(changed=changed, msg="%s: %s of %s done" % (job["name"], job["action"], job["volume"]))
+        # An archive changes nothing of the platform; an extract replaces the volume's content.
+        return dict(changed=job["action"] == "extract", msg="%s: %s of %s %s" % (
+            job["name"], job["action"], job["volume"], "would run" if check_mode else "done"))
 
     # -------------------------------------------------------------------------------------- helpers
 

@@ -121,8 +121,12 @@ class Setting:
     def value(self, raw, where):
         """The setting's value from the inventory (None: unset), or ValueError naming it."""
         what = "%s of %s" % (self.name, where)
-        if raw is None or raw == "" and self.kind not in ("str", "path"):
-            return None
+        if self.kind in ("size", "cpus") and raw in (None, ""):
+            return None  # no limit
+        if raw is None:
+            if self.kind in ("args", "env", "dict"):
+                return [] if self.kind == "args" else {}
+            raise ValueError("%s must be set, not null" % what)
         if self.kind == "size":
             return parse_size(raw, what)
         if self.kind == "cpus":
@@ -147,14 +151,20 @@ class Setting:
             if self.kind == "path" and not raw.startswith("/"):
                 raise ValueError("%s must be an absolute path, not %r" % (what, raw))
             return raw
+        # The values of these may be secrets (a password among Redis's arguments or an agent's environment):
+        # an error names the item, never a value.
         if self.kind == "args":
-            if not isinstance(raw, list) or not all(isinstance(arg, (str, int, float)) and not isinstance(arg, bool)
-                                                    and str(arg).strip() and not re.search(r"\s", str(arg)) for arg in raw):
-                raise ValueError("%s must be a list of arguments, each without spaces, not %r" % (what, raw))
+            if not isinstance(raw, list):
+                raise ValueError("%s must be a list of arguments, not a %s" % (what, type(raw).__name__))
+            for index, arg in enumerate(raw):
+                if isinstance(arg, bool) or not isinstance(arg, (str, int, float)):
+                    raise ValueError("%s: argument %d must be a string or a number" % (what, index + 1))
             return [str(arg) for arg in raw]
-        if not isinstance(raw, dict) or not all(isinstance(key, str) and isinstance(value, (str, int, float))
-                                                for key, value in raw.items()):
-            raise ValueError("%s must be a mapping of names to plain values, not %r" % (what, raw))
+        if not isinstance(raw, dict):
+            raise ValueError("%s must be a mapping of names to values, not a %s" % (what, type(raw).__name__))
+        for key, value in raw.items():
+            if not isinstance(key, str) or not (isinstance(value, (str, int, float)) or value is None and self.kind == "env"):
+                raise ValueError("%s: %r must be a name with a string or a number" % (what, key))
         return dict(raw)
 
 
@@ -209,8 +219,7 @@ SETTINGS = {
         Setting("redis_appendonly", "redis", True, "bool", "command",
                 "Persist every write in an append-only file (C(--appendonly yes))."),
         Setting("redis_extra_args", "redis", [], "args", "command", [
-            "More C(redis-server) arguments, appended to its command, for example C([--hz, 20]). No spaces inside "
-            "one argument."]),
+            "More C(redis-server) arguments, appended to its command, for example C([--hz, 20])."]),
         _wait("redis_wait_timeout", "redis", 60, "Redis is healthy (it answers C(PING), checked by Docker every 2 seconds)"),
     ) + _resources("redis", "redis", "1g", "Redis") + (
         Setting("redis_maxmemory", "redis", None, "size", "command",

@@ -20,9 +20,10 @@ description:
     policy and stop timeout, strict comparison of its environment and networks, and the label
     C(org.nocobase.multienv.spec-hash), a hash of its spec, its secrets and those settings (keyed with the AES key, so
     that the label tells nothing about the secrets). A container that carries the hash of this very spec, runs the
-    image its tag names now, and runs (for Redis and PostgreSQL, is healthy) as the run began is left alone without
-    calling Docker, as C(docker compose up) does with its config hash. C(nocobase_skip_unchanged=false) or
-    C(nocobase_image_pull=always) turns this off.
+    image its tag names now, and runs (for Redis, PostgreSQL and a node without a published port, is healthy) as the
+    run began is left alone without calling Docker, as C(docker compose up) does with its config hash.
+    C(nocobase_skip_unchanged=false) or C(nocobase_image_pull=always) turns this off. Once a container of the
+    platform changed in the run, one that must be healthy is handed to docker_container, which waits for it again.
   - Its secrets are files, never in the container's configuration (C(docker inspect)); each is copied into the
     container (0400) after it is created and before it first starts. Secret environment variables are files
     C(/run/env.<NAME>) that a shell wrapper exports before the image's entry point runs; a new value makes a new
@@ -44,14 +45,18 @@ author:
   - NocoBase multienv maintainers (@nocobase-multienv)
 attributes:
   check_mode:
-    description: Predicts what docker_container would do, or that the container would be created.
+    description:
+      - Predicts what docker_container or docker_swarm_service would do, or that the container or service would be
+        created; O(containers), O(services) and O(volume_job) run their modules in check mode.
     support: full
   diff_mode:
     description: No diff; the container's arguments hold the inventory's own secrets.
     support: none
   idempotent:
-    description: A second run leaves the container alone.
-    support: full
+    description:
+      - A second run leaves a component's container or service alone, and finds nothing to stop or remove.
+      - O(volume_job) with V(extract) always replaces the volume's content.
+    support: partial
 options:
   component:
     description:

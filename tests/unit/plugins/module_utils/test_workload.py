@@ -181,15 +181,26 @@ def test_bad_sizes_name_the_setting(raw):
     ("redis_image", "redis:7\n--privileged", "must be a non-empty string on one line, not 'redis:7\\n--privileged'"),
     ("redis_image", "", "must be a non-empty string on one line, not ''"),
     ("redis_appendonly", "maybe", "must be true or false, not 'maybe'"),
-    ("redis_extra_args", ["--save 60"], "must be a list of arguments, each without spaces, not ['--save 60']"),
-    ("redis_extra_args", "--hz 20", "must be a list of arguments, each without spaces, not '--hz 20'"),
-    ("postgres_settings", {"work_mem": {"nested": 1}}, "must be a mapping of names to plain values, not {'work_mem': {'nested': 1}}"),
-    ("worker_agent_extra_env", ["AGENT_X=1"], "must be a mapping of names to plain values, not ['AGENT_X=1']"),
+    ("redis_wait_timeout", None, "must be set, not null"),
+    ("proxy_published_port", "", "must be a port number (1 to 65535), not ''"),
+    ("redis_extra_args", "--requirepass s3cret-value", "must be a list of arguments, not a str"),
+    ("redis_extra_args", ["--requirepass", {"s3cret": "value"}], ": argument 2 must be a string or a number"),
+    ("postgres_settings", {"work_mem": {"s3cret": 1}}, ": 'work_mem' must be a name with a string or a number"),
+    ("worker_agent_extra_env", ["AGENT_X=s3cret"], "must be a mapping of names to values, not a list"),
 ])
 def test_a_bad_component_setting_is_refused_naming_it_and_its_host(name, raw, error):
     component = {"redis": "redis", "proxy": "proxy", "postgres": "postgres", "worker": "agent"}[name.split("_")[0]]
     values, errors = workload.settings_values(component, {name: raw}, "somehost")
-    assert errors == ["%s of somehost %s" % (name, error)]
+    assert errors == ["%s of somehost%s%s" % (name, "" if error.startswith(":") else " ", error)]
+    assert "s3cret" not in errors[0]  # a value of these kinds may be a secret: the error names the item
+
+
+def test_collections_may_be_null_and_arguments_may_hold_spaces():
+    """null is an empty list or mapping; Redis's arguments are a list, so a space or an empty one is fine."""
+    values, errors = workload.settings_values("redis", {"redis_extra_args": ["--save", "", "--x", "a b"]}, "redis")
+    assert errors == [] and values["redis_extra_args"] == ["--save", "", "--x", "a b"]
+    values, errors = workload.settings_values("agent", {"worker_agent_extra_env": None}, "worker_a")
+    assert errors == [] and values["worker_agent_extra_env"] == {}
 
 
 def test_component_settings_from_the_command_line_are_read_by_their_kind():

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -151,13 +152,15 @@ def bench_render(server, sizes):
     plane.client.close()
 
 
-def bench_queue(server, starts):
-    prefix = "queue:"
+def bench_queue(server, starts, metrics=False):
+    """The starts per second of two agents draining `starts` starts; with `metrics`, each agent serves its
+    metrics and is scraped every half second meanwhile (Prometheus scrapes every 15 s by default)."""
+    prefix = "queue-metrics:" if metrics else "queue:"
     plane = producer(server.url, prefix)
     names = ["app_%d" % index for index in range(starts)]
     apps = [encode({"name": name, "environments": ["env_a" if index % 2 else "env_b"]}) for index, name in enumerate(names)]
     plane.client.pipeline([("HSET", plane.keys.apps) + tuple(item for pair in zip(names, apps) for item in pair)])
-    processes = []
+    processes, metrics_ports, scrapes = [], [], []
     storage = tempfile.TemporaryDirectory()
     for env in ("env_a", "env_b"):
         port = free_port()
@@ -169,7 +172,9 @@ def bench_queue(server, starts):
                      AGENT_REDIS_URL=server.url, AGENT_KEY_PREFIX=prefix, AGENT_NOCOBASE_URL="http://127.0.0.1:%d" % port,
                      AGENT_ROOT_ACCOUNT="root@bench.test", AGENT_ROOT_PASSWORD="bench-root-password",
                      AGENT_HEALTH_SECONDS="0.2", AGENT_HEARTBEAT_SECONDS="2", AGENT_LOG_LEVEL="WARNING",
-                     AGENT_HEALTH_FILE=os.path.join(storage.name, env + ".health"))
+                     AGENT_HEALTH_FILE=os.path.join(storage.name, env + ".health"),
+                     AGENT_METRICS_PORT=str(free_port()) if metrics else "0", AGENT_METRICS_ADDRESS="127.0.0.1")
+        metrics_ports.append(int(agent["AGENT_METRICS_PORT"]))
         for program, env_vars in (("tests/standin/server.py", node), ("roles/worker/files/agent/agent.py", agent)):
             processes.append(subprocess.Popen([sys.executable, str(REPO / program)], env=env_vars,
                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
@@ -196,13 +201,27 @@ def bench_queue(server, starts):
                 time.sleep(0.02)
             poller.client.close()
 
+        def scrape():
+            """Every agent's /metrics every half second until every start runs (bounded like watch)."""
+            deadline = time.monotonic() + 900
+            while "at" not in done and time.monotonic() < deadline:
+                for port in metrics_ports:
+                    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as response:
+                        scrapes.append(len(response.read()))
+                time.sleep(0.5)
+
         watcher = threading.Thread(target=watch)
         watcher.start()
+        scraper = threading.Thread(target=scrape)
+        if metrics:
+            scraper.start()
         with tempfile.TemporaryDirectory() as work:
             work = Path(work)
             playbook(work, QUEUE, dict(url=server.url, prefix=prefix, names=names, out=str(work / "times")))
             task_start, task_end = json.loads((work / "times").read_text())
         watcher.join(timeout=900)
+        if metrics:
+            scraper.join(timeout=30)
         running = done.get("running", 0)
         enqueue = task_end - task_start
         drain = done.get("at", time.time()) - task_start
@@ -213,11 +232,14 @@ def bench_queue(server, starts):
             process.wait(timeout=10)
         storage.cleanup()
         plane.client.close()
-    print("start queue (%d starts, two agents on two stand-ins):" % starts)
+    print("start queue (%d starts, two agents on two stand-ins, %s):"
+          % (starts, "metrics served and scraped every 0.5 s (%d scrapes)" % len(scrapes) if metrics else "no metrics"))
     print("  enqueue, one task:  %7.2f s" % enqueue)
     print("  drain:              %7.2f s  from the task's start to the last start running (%d of %d)"
           % (drain, running, starts))
-    print("  throughput:         %7.1f starts/s" % (running / drain if drain else 0))
+    throughput = running / drain if drain else 0
+    print("  throughput:         %7.1f starts/s" % throughput)
+    return throughput
 
 
 def main():
@@ -228,7 +250,9 @@ def main():
     server = RedisServer(password="bench")
     try:
         bench_render(server, [int(size) for size in options.sizes.split(",")])
-        bench_queue(server, options.starts)
+        without = bench_queue(server, options.starts)
+        with_metrics = bench_queue(server, options.starts, metrics=True)
+        print("metrics' cost: %.2f times the starts per second without them" % (with_metrics / without if without else 0))
     finally:
         server.stop()
 

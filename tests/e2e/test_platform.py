@@ -153,6 +153,24 @@ def test_the_proxy_cannot_reach_redis_or_postgres(platform):
     assert _connects(platform, proxy, platform.container("worker-env_a"), 13000)  # nodes stay reachable
 
 
+def test_each_agent_serves_its_metrics_on_the_back_network_only(platform):
+    """Prometheus's text from each agent, read from env_b's agent across the back network; the proxy, on
+    the front network only, cannot reach it."""
+    reader = platform.container("agent-env_b")
+    scrape = ("import sys, urllib.request; "
+              "print(urllib.request.urlopen('http://%s:9650/metrics' % sys.argv[1], timeout=5).read().decode())")
+    for env in ("env_a", "env_b"):
+        agent = platform.container("agent-" + env)
+        text = platform.docker("exec", reader, "python3", "-c", scrape, agent).stdout
+        samples = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+        label = 'environment="%s"' % env
+        assert samples["nocobase_multienv_agent_ready{%s}" % label] == "1", text
+        assert float(samples["nocobase_multienv_agent_heartbeat_age_seconds{%s}" % label]) < 120, text
+        assert float(samples['nocobase_multienv_apps{%s,status="running"}' % label]) >= 1, text
+        assert samples["nocobase_multienv_stream_pending{%s}" % label] == "0", text
+    assert not _connects(platform, platform.container("proxy"), platform.container("agent-env_a"), 9650)
+
+
 def _container_env(platform, container):
     listed = platform.docker("inspect", "-f", "{{json .Config.Env}}", container).stdout
     return dict(item.split("=", 1) for item in json.loads(listed))

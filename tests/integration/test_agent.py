@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 from helpers import AGENT, clean_env, start_standin, wait_for
@@ -48,7 +49,7 @@ def agent(processes, redis_server, key_prefix):
             "AGENT_CONSUMER_NAME": "%s-test" % env,
             "AGENT_HEALTH_SECONDS": "0.2", "AGENT_HEARTBEAT_SECONDS": "0.5", "AGENT_RECLAIM_IDLE_MS": "1000",
             "AGENT_LOCK_TTL_MS": "1500", "AGENT_START_TIMEOUT": "30", "AGENT_STOP_TIMEOUT": "10",
-            "AGENT_HTTP_TIMEOUT": "5",
+            "AGENT_HTTP_TIMEOUT": "5", "AGENT_METRICS_PORT": "0",
         }
         settings.update(overrides)
         return processes.start("agent-" + env, [sys.executable, str(AGENT)], clean_env(**settings))
@@ -457,6 +458,7 @@ def test_a_malformed_redis_url_is_not_logged_with_its_password(agent, redis_serv
      "AGENT_ROOT_PASSWORD_FILE"),
     ({"AGENT_REDIS_URL": None}, "AGENT_REDIS_URL"),
     ({"AGENT_HEARTBEAT_SECONDS": "often"}, "AGENT_HEARTBEAT_SECONDS"),
+    ({"AGENT_METRICS_PORT": "70000"}, "AGENT_METRICS_PORT"),
 ])
 def test_settings_errors_exit_2_naming_the_variable(agent, redis_server, overrides, variable):
     worker = agent("env_a", "http://127.0.0.1:%d" % free_port(), **overrides)
@@ -532,3 +534,56 @@ def test_the_resync_starts_an_app_only_under_its_lock(rclient, keys, node, agent
     wait_for(lambda: standin.state()["apps"].get("crm") == "running", timeout=20, interval=0.2,
              what="the resync to start crm once the lock is free")
     assert not rclient.exists(keys.lock("crm"))
+
+
+def scrape(port):
+    """{sample name with its labels: value} of the agent's /metrics."""
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as response:
+        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = response.read().decode()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line and not line.startswith("#")}
+
+
+def test_the_agent_serves_its_metrics(rclient, keys, plane, node, agent):
+    """Readiness, heartbeat age, health checks, commands by action and outcome with their latency, the
+    stream, and the apps by status, as Prometheus reads them."""
+    standin = node()
+    port = free_port()
+    agent("env_a", standin.url, AGENT_METRICS_PORT=str(port), AGENT_METRICS_ADDRESS="127.0.0.1")
+    registered(rclient, keys)
+    put_record(rclient, keys, "crm", ["env_a"])
+    put_record(rclient, keys, "hr", ["env_a"])
+    plane.enqueue("crm", "start", environments=["env_a"])
+    wait_status(rclient, keys, "crm", "running")
+    plane.enqueue("hr", "start", environments=["env_a"])
+    wait_status(rclient, keys, "hr", "running")
+    plane.enqueue("hr", "stop", environments=["env_a"])
+    wait_status(rclient, keys, "hr", "stopped")
+
+    env = 'environment="env_a"'
+    metrics = wait_for(lambda: (lambda m: m if m.get('nocobase_multienv_commands_total{action="stop",%s,outcome="completed"}'
+                                                     % env) == 1 else None)(scrape(port)),
+                       timeout=10, interval=0.2, what="the stop counted")
+    assert metrics["nocobase_multienv_agent_ready{%s}" % env] == 1
+    assert 0 <= metrics["nocobase_multienv_agent_heartbeat_age_seconds{%s}" % env] < 5
+    assert metrics['nocobase_multienv_nocobase_health_checks_total{%s,result="ok"}' % env] >= 1
+    assert metrics["nocobase_multienv_nocobase_sign_ins_total{%s}" % env] >= 1
+    assert metrics['nocobase_multienv_commands_total{action="start",%s,outcome="completed"}' % env] == 2
+    assert metrics['nocobase_multienv_command_duration_seconds_count{action="start",%s}' % env] == 2
+    assert metrics['nocobase_multienv_command_duration_seconds_bucket{action="start",%s,le="+Inf"}' % env] == 2
+    assert 0 < metrics['nocobase_multienv_command_duration_seconds_sum{action="start",%s}' % env] < 30
+    assert metrics['nocobase_multienv_apps{%s,status="running"}' % env] == 1
+    assert metrics['nocobase_multienv_apps{%s,status="stopped"}' % env] == 1
+    assert metrics["nocobase_multienv_stream_pending{%s}" % env] == 0
+    assert metrics["nocobase_multienv_stream_length{%s}" % env] >= 0
+
+    # NocoBase refuses a start: a failed command, and the app counts as an error.
+    put_record(rclient, keys, "bad", ["env_a"], options={"standinFailStart": "boom"})
+    plane.enqueue("bad", "start", environments=["env_a"])
+    wait_status(rclient, keys, "bad", "error")
+    metrics = wait_for(lambda: (lambda m: m if m.get('nocobase_multienv_commands_total{action="start",%s,outcome="failed"}'
+                                                     % env) == 1 else None)(scrape(port)),
+                       timeout=10, interval=0.2, what="the failed start counted")
+    assert metrics['nocobase_multienv_apps{%s,status="error"}' % env] == 1
+    assert metrics['nocobase_multienv_commands_total{action="start",%s,outcome="completed"}' % env] == 2

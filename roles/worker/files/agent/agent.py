@@ -36,6 +36,8 @@ from urllib.parse import urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import consumer as consumer_mod  # noqa: E402  (also makes _keyspace importable)
 from _keyspace import (  # noqa: E402
+    ACTIONS,
+    APP_STATUSES,
     DEFAULT_KEY_PREFIX,
     ControlPlaneError,
     Keyspace,
@@ -49,6 +51,7 @@ from _keyspace import (  # noqa: E402
     now_ms,
 )
 from backend import AuthError, BackendError  # noqa: E402
+from metrics import Metrics, serve  # noqa: E402
 from nocobase_api import MultiAppManager  # noqa: E402
 
 import redis  # noqa: E402
@@ -134,6 +137,11 @@ class Settings:
         self.stale_after = _number(env, "AGENT_STALE_AFTER", 360.0, minimum=1)
         self.http_timeout = _number(env, "AGENT_HTTP_TIMEOUT", 10.0, minimum=0.5)
         self.health_file = health_file(env)
+        # The metrics, on the back network (0: none).
+        self.metrics_port = _number(env, "AGENT_METRICS_PORT", 9650, int, 0)
+        if self.metrics_port > 65535:
+            raise ConfigError("AGENT_METRICS_PORT must be a port number, or 0 for no metrics")
+        self.metrics_address = env.get("AGENT_METRICS_ADDRESS") or "0.0.0.0"
 
 
 def health_file(env):
@@ -189,6 +197,11 @@ class Agent:
             reclaim_idle_ms=s.reclaim_idle_ms, stale_after_seconds=s.stale_after, heartbeat_seconds=0,
             on_action=self.act, register=False)
         self.consumer.can_act = self.ready.is_set
+        self.consumer.on_outcome = self._count_command
+        self.metrics = Metrics(environment=s.environment)
+        self.metrics.collectors += [self._agent_samples, self._redis_samples]
+        self.metrics_server = None
+        self.last_beat = None  # time.monotonic() of the last registration or heartbeat
         self.last_problem = None
         self.fatal = None  # an error the agent must stop on (a newer protocol schema)
 
@@ -202,7 +215,10 @@ class Agent:
 
     def check_once(self, last_beat):
         """One health poll; returns the time of the last heartbeat written."""
+        started = time.monotonic()
         ok, detail = self.backend.health()
+        self.metrics.observe("nocobase_multienv_nocobase_health_check_duration_seconds", time.monotonic() - started)
+        self.metrics.inc("nocobase_multienv_nocobase_health_checks_total", result="ok" if ok else "failed")
         if ok:
             try:
                 if not self.ready.is_set():
@@ -254,6 +270,7 @@ class Agent:
         while not self.stop_event.is_set():
             try:
                 last_beat = self.check_once(last_beat)
+                self.last_beat = last_beat or None
             except consumer_mod.SchemaError as exc:
                 self.fatal = exc
                 self.stop()
@@ -292,8 +309,10 @@ class Agent:
                 return False
             except (BackendError, redis.RedisError, consumer_mod.ActionDeferred) as exc:
                 LOG.warning("resync failed (%s); retrying", exc)
+                self.metrics.inc("nocobase_multienv_resyncs_total", result="failed")
                 self.resync_needed.set()
                 return False
+            self.metrics.inc("nocobase_multienv_resyncs_total", result="completed")
         return True
 
     # ------------------------------------------------------------------ actions
@@ -441,13 +460,73 @@ class Agent:
                          consumer_mod.dumps({"message": message, "requestId": request_id or "", "status": status,
                                              "updatedAt": now_ms()}))
 
+    # ------------------------------------------------------------------ metrics
+
+    def _count_command(self, entry_id, action, outcome, final_status):
+        """The consumer's on_outcome hook: a command taken, and when completed its time since it was enqueued."""
+        action = action if action in ACTIONS else "invalid"
+        if outcome == "done":
+            outcome = "failed" if final_status in ("error", "not_found") else "completed"
+            try:
+                enqueued_ms = int(str(entry_id).split("-", 1)[0])
+            except ValueError:
+                enqueued_ms = None
+            if enqueued_ms is not None:
+                self.metrics.observe("nocobase_multienv_command_duration_seconds",
+                                     max(0.0, (now_ms() - enqueued_ms) / 1000.0), action=action)
+        self.metrics.inc("nocobase_multienv_commands_total", action=action, outcome=outcome)
+
+    def _agent_samples(self):
+        samples = [("nocobase_multienv_agent_ready", {}, 1 if self.ready.is_set() else 0),
+                   ("nocobase_multienv_nocobase_sign_ins_total", {}, getattr(self.backend, "sign_ins", 0))]
+        if self.last_beat is not None:
+            samples.append(("nocobase_multienv_agent_heartbeat_age_seconds", {},
+                            round(time.monotonic() - self.last_beat, 3)))
+        return samples
+
+    def _redis_samples(self):
+        """The stream's length and pending count, and the apps by their status here, read at the scrape."""
+        env = self.settings.environment
+        stream = self.keys.commands(env)
+        names = [name for name in self.client.hkeys(self.keys.apps) if is_app_name(name)]
+        pipe = self.client.pipeline(transaction=False)
+        pipe.xlen(stream)
+        pipe.xpending(stream, consumer_mod.CONSUMER_GROUP)
+        for name in names:
+            pipe.hget(self.keys.status(name), env)
+        replies = pipe.execute(raise_on_error=False)
+        samples = []
+        if isinstance(replies[0], int):
+            samples.append(("nocobase_multienv_stream_length", {}, replies[0]))
+        if isinstance(replies[1], dict):
+            samples.append(("nocobase_multienv_stream_pending", {}, int(replies[1].get("pending") or 0)))
+        counts = {}
+        for raw in replies[2:]:
+            try:
+                status = load_record(raw).get("status") if isinstance(raw, str) else None
+            except (ValueError, AttributeError):
+                status = None
+            if status in APP_STATUSES:
+                counts[status] = counts.get(status, 0) + 1
+        samples += [("nocobase_multienv_apps", {"status": status}, count) for status, count in sorted(counts.items())]
+        return samples
+
     # ------------------------------------------------------------------ run
 
     def run(self):
+        if self.settings.metrics_port:
+            try:
+                self.metrics_server = serve(self.metrics, self.settings.metrics_address, self.settings.metrics_port)
+                LOG.info("metrics on %s:%d/metrics", self.settings.metrics_address, self.settings.metrics_port)
+            except OSError as exc:  # the commands matter more than their metrics
+                LOG.warning("no metrics: cannot listen on %s:%d: %s", self.settings.metrics_address,
+                            self.settings.metrics_port, exc)
         watcher = threading.Thread(target=self.watch, name="watch", daemon=True)
         watcher.start()
         self.consumer.run(self.stop_event, ready=self.gate)
         watcher.join(timeout=5)
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
         if self.fatal is not None:
             raise self.fatal
 

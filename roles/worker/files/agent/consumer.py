@@ -258,6 +258,10 @@ class Consumer:
         # Optional callable: while it returns false, entries are deferred before anything is
         # written for them (the agent: while its NocoBase is not healthy).
         self.can_act = None
+        # Called after each entry with (entry id, action, outcome of process(), the final status written or
+        # None): the agent's metrics.
+        self.on_outcome = None
+        self.final_status = None
         self._complete = client.register_script(COMPLETE_LUA)
         self._ack = client.register_script(ACK_LUA)
         self._extend = client.register_script(EXTEND_LUA)
@@ -537,6 +541,7 @@ class Consumer:
                        for d, f in self._deferred.items()):
             self._deferred[entry_id] = fields
             return 0
+        self.final_status = None
         try:
             result = self.process(entry_id, fields)
         except redis.RedisError:
@@ -544,6 +549,10 @@ class Consumer:
         except Exception:  # noqa: BLE001 - one entry that cannot be processed never stops the consumer
             LOG.exception("%s: entry %s could not be processed; acknowledged without action", self.consumer_name, entry_id)
             self._drop(entry_id, fields)
+            result = "dropped"
+        if self.on_outcome is not None:
+            self.on_outcome(entry_id, (fields or {}).get("action"), result, self.final_status)
+        if result == "dropped":
             return 0
         if result == "deferred":
             self._deferred[entry_id] = fields
@@ -567,6 +576,7 @@ class Consumer:
     def _finish(self, entry_id, app, action, request_id, status_json, lock_token=None):
         """Step 6 (complete + trim) and step 7 (release), in one round trip."""
         env = self.environment
+        self.final_status = json.loads(status_json).get("status") if status_json else "removed"
         now = now_ms()
         pipe = self.client.pipeline(transaction=False)
         self._complete(keys=[self.keys.status(app), self.keys.processed(env), self.keys.pending(env),

@@ -67,6 +67,7 @@ class MultiAppManager(Backend):
         self._password = password
         self.timeout = timeout
         self._token = None
+        self.sign_ins = 0  # successful sign-ins, the first and each renewal (the agent's metrics)
         # Never a proxy: the node is on the platform network.
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -107,6 +108,7 @@ class MultiAppManager(Backend):
         token = body.get("data", {}).get("token") if isinstance(body, dict) and isinstance(body.get("data"), dict) else None
         if status == 200 and isinstance(token, str) and token:
             self._token = token
+            self.sign_ins += 1
             return
         if status in (400, 401, 403):
             raise AuthError("NocoBase at %s refused the root account %s (HTTP %d: %s): its database was installed "

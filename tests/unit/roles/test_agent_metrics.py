@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 
 import pytest
+import yaml
 
 from conftest import REPO
 
@@ -60,3 +61,11 @@ def test_every_metric_follows_prometheus_naming():
         assert (buckets is not None) == (kind == "histogram"), name
         if kind == "histogram":
             assert name.endswith("_seconds") and list(buckets) == sorted(buckets), name
+
+
+def test_the_agent_image_gets_every_program_file():
+    """The worker role copies a fixed list into the image's build context: a module missing from it makes
+    an agent that cannot start."""
+    sources = yaml.safe_load((REPO / "roles" / "worker" / "vars" / "main.yml").read_text())["_worker_agent_sources"]
+    listed = {source.rsplit("/", 1)[-1] for source in sources}
+    assert {path.name for path in (REPO / "roles" / "worker" / "files" / "agent").glob("*.py")} <= listed

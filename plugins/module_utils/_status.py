@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import time
+
 _CELL_WIDTH = 48
 
 
@@ -31,8 +33,19 @@ def _age(seconds):
     return "%d s ago" % seconds if seconds < 120 else "%d min ago" % (seconds // 60)
 
 
-def lines(environments, apps):
-    """The status as lines of text: environments, then apps."""
+def _last_change(statuses, now_ms):
+    """The newest status of an app among its environments: (environment, its status record), or None."""
+    dated = [(record.get("updatedAt"), env, record) for env, record in statuses.items()
+             if isinstance(record, dict) and isinstance(record.get("updatedAt"), int)]
+    if not dated:
+        return None
+    updated, env, record = max(dated, key=lambda item: (item[0], str(item[1])))
+    return "%s: %s %s" % (env, record.get("status") or "none", _age(max(0, now_ms - updated) / 1000.0))
+
+
+def lines(environments, apps, now_ms=None):
+    """The status as lines of text: environments, then apps, then the messages of apps in error."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     available = [env for env in environments if env.get("available")]
     out = ["Environments: %d, %d available" % (len(environments), len(available))]
     out += _table(["NAME", "URL", "VERSION", "HEARTBEAT", "AVAILABLE"], [
@@ -49,6 +62,12 @@ def lines(environments, apps):
             cell(target.get("environment")),
             cell(", ".join("%s: %s" % (env, (statuses.get(env) or {}).get("status") or "none")
                            for env in app.get("environments") or [])),
+            cell(_last_change(statuses, now_ms)),
         ])
-    out += _table(["NAME", "ENVIRONMENTS", "PROXIED TO", "STATUS"], rows)
+    out += _table(["NAME", "ENVIRONMENTS", "PROXIED TO", "STATUS", "LAST CHANGE"], rows)
+    errors = [(app.get("name"), env, record.get("message")) for app in apps
+              for env, record in sorted((app.get("status") or {}).items(), key=lambda item: str(item[0]))
+              if isinstance(record, dict) and record.get("status") == "error"]
+    if errors:
+        out += ["", "Errors:"] + ["  %s in %s: %s" % (cell(name), cell(env), cell(message)) for name, env, message in errors]
     return out

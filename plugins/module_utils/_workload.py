@@ -155,17 +155,26 @@ class Setting:
         # an error names the item, never a value.
         if self.kind == "args":
             if not isinstance(raw, list):
-                raise ValueError("%s must be a list of arguments, not a %s" % (what, type(raw).__name__))
+                raise ValueError("%s must be a list of arguments, not %s" % (what, _kind_of(raw)))
             for index, arg in enumerate(raw):
                 if isinstance(arg, bool) or not isinstance(arg, (str, int, float)):
                     raise ValueError("%s: argument %d must be a string or a number" % (what, index + 1))
             return [str(arg) for arg in raw]
         if not isinstance(raw, dict):
-            raise ValueError("%s must be a mapping of names to values, not a %s" % (what, type(raw).__name__))
+            raise ValueError("%s must be a mapping of names to values, not %s" % (what, _kind_of(raw)))
         for key, value in raw.items():
             if not isinstance(key, str) or not (isinstance(value, (str, int, float)) or value is None and self.kind == "env"):
                 raise ValueError("%s: %r must be a name with a string or a number" % (what, key))
         return dict(raw)
+
+
+def _kind_of(raw):
+    """What `raw` is, in words (Ansible's own classes of a value, such as a tagged string, are not for operators)."""
+    for kind, words in ((bool, "true or false"), (str, "a string"), (dict, "a mapping"), (list, "a list"),
+                        ((int, float), "a number")):
+        if isinstance(raw, kind):
+            return words
+    return "a %s" % type(raw).__name__
 
 
 def _number(raw, kind):

@@ -545,6 +545,19 @@ def scrape(port):
             if line and not line.startswith("#")}
 
 
+def scraped_once(port, sample, value):
+    """The agent's metrics once `sample` has `value` (bounded)."""
+    found = {}
+
+    def reached():
+        found.clear()
+        found.update(scrape(port))
+        return found.get(sample) == value
+
+    wait_for(reached, timeout=10, interval=0.2, what="%s to be %s (last: %s)" % (sample, value, found.get(sample)))
+    return found
+
+
 def test_the_agent_serves_its_metrics(rclient, keys, plane, node, agent):
     """Readiness, heartbeat age, health checks, commands by action and outcome with their latency, the
     stream, and the apps by status, as Prometheus reads them."""
@@ -562,9 +575,7 @@ def test_the_agent_serves_its_metrics(rclient, keys, plane, node, agent):
     wait_status(rclient, keys, "hr", "stopped")
 
     env = 'environment="env_a"'
-    metrics = wait_for(lambda: (lambda m: m if m.get('nocobase_multienv_commands_total{action="stop",%s,outcome="completed"}'
-                                                     % env) == 1 else None)(scrape(port)),
-                       timeout=10, interval=0.2, what="the stop counted")
+    metrics = scraped_once(port, 'nocobase_multienv_commands_total{action="stop",%s,outcome="completed"}' % env, 1)
     assert metrics["nocobase_multienv_agent_ready{%s}" % env] == 1
     assert 0 <= metrics["nocobase_multienv_agent_heartbeat_age_seconds{%s}" % env] < 5
     assert metrics['nocobase_multienv_nocobase_health_checks_total{%s,result="ok"}' % env] >= 1
@@ -582,8 +593,6 @@ def test_the_agent_serves_its_metrics(rclient, keys, plane, node, agent):
     put_record(rclient, keys, "bad", ["env_a"], options={"standinFailStart": "boom"})
     plane.enqueue("bad", "start", environments=["env_a"])
     wait_status(rclient, keys, "bad", "error")
-    metrics = wait_for(lambda: (lambda m: m if m.get('nocobase_multienv_commands_total{action="start",%s,outcome="failed"}'
-                                                     % env) == 1 else None)(scrape(port)),
-                       timeout=10, interval=0.2, what="the failed start counted")
+    metrics = scraped_once(port, 'nocobase_multienv_commands_total{action="start",%s,outcome="failed"}' % env, 1)
     assert metrics['nocobase_multienv_apps{%s,status="error"}' % env] == 1
     assert metrics['nocobase_multienv_commands_total{action="start",%s,outcome="completed"}' % env] == 2

@@ -195,7 +195,7 @@ CASES = {
     "a component setting of the wrong kind": (
         {}, {"proxy": {"proxy_published_port": 70000, "proxy_config_dir": "etc/proxy"},
              "redis": {"redis_extra_args": "--requirepass s3cret"}}, {},
-        ["redis_extra_args of redis must be a list of arguments, not a str",
+        ["redis_extra_args of redis must be a list of arguments, not a string",
          "proxy_published_port of proxy must be a port number (1 to 65535), not 70000",
          "proxy_config_dir of proxy must be an absolute path, not 'etc/proxy'"]),
     "several errors at once": (

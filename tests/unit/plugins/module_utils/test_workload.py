@@ -183,7 +183,7 @@ def test_bad_sizes_name_the_setting(raw):
     ("redis_appendonly", "maybe", "must be true or false, not 'maybe'"),
     ("redis_wait_timeout", None, "must be set, not null"),
     ("proxy_published_port", "", "must be a port number (1 to 65535), not ''"),
-    ("redis_extra_args", "--requirepass s3cret-value", "must be a list of arguments, not a str"),
+    ("redis_extra_args", "--requirepass s3cret-value", "must be a list of arguments, not a string"),
     ("redis_extra_args", ["--requirepass", {"s3cret": "value"}], ": argument 2 must be a string or a number"),
     ("postgres_settings", {"work_mem": {"s3cret": 1}}, ": 'work_mem' must be a name with a string or a number"),
     ("worker_agent_extra_env", ["AGENT_X=s3cret"], "must be a mapping of names to values, not a list"),

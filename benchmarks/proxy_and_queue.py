@@ -40,6 +40,9 @@ RENDER = """
   vars:
     nocobase_platform: bench
     __proxy_supervisor_url: http://bench-supervisor:80
+    __proxy_app_name_regex: "[a-z][a-z0-9_]{0,62}"
+    proxy_tls: false
+    proxy_maintenance: false
     proxy_container_port: 80
     proxy_resolver: 127.0.0.11
     proxy_client_max_body_size: 100m

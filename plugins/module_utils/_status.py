@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 
 _CELL_WIDTH = 48
+_CLOCK_SKEW_MS = 60_000
 
 
 def cell(value):
@@ -35,12 +36,14 @@ def _age(seconds):
 
 def _last_change(statuses, now_ms):
     """The newest status of an app among its environments: (environment, its status record), or None."""
-    dated = [(record.get("updatedAt"), env, record) for env, record in statuses.items()
-             if isinstance(record, dict) and isinstance(record.get("updatedAt"), int)]
+    # A record's time is trusted only as an epoch in milliseconds up to a minute ahead of this clock.
+    dated = [(record["updatedAt"], str(env), record) for env, record in statuses.items()
+             if isinstance(record, dict) and type(record.get("updatedAt")) is int
+             and 0 <= record["updatedAt"] <= now_ms + _CLOCK_SKEW_MS]
     if not dated:
         return None
-    updated, env, record = max(dated, key=lambda item: (item[0], str(item[1])))
-    return "%s: %s %s" % (env, record.get("status") or "none", _age(max(0, now_ms - updated) / 1000.0))
+    updated, env, record = max(dated, key=lambda item: item[:2])
+    return "%s: %s %s" % (env, record.get("status") or "none", _age(max(0, now_ms - updated) // 1000))
 
 
 def lines(environments, apps, now_ms=None):

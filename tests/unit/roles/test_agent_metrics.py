@@ -69,3 +69,20 @@ def test_the_agent_image_gets_every_program_file():
     sources = yaml.safe_load((REPO / "roles" / "worker" / "vars" / "main.yml").read_text())["_worker_agent_sources"]
     listed = {source.rsplit("/", 1)[-1] for source in sources}
     assert {path.name for path in (REPO / "roles" / "worker" / "files" / "agent").glob("*.py")} <= listed
+
+
+def test_a_deferred_command_counts_once_however_often_it_is_retried():
+    """The consumer retries a deferred entry every quarter second; the counter counts commands, not retries."""
+    import agent  # noqa: PLC0415 - imports redis-py, which the other tests here do not need
+
+    counted = agent.Agent.__new__(agent.Agent)
+    counted.metrics, counted.deferred_counted = metrics.Metrics(environment="env_a"), set()
+    for dummy in range(5):
+        counted._count_command("1767000000000-0", "start", "deferred", None)
+    counted._count_command("1767000000000-0", "start", "done", "running")
+    counted._count_command("1767000000001-0", "stop", "done", "error")
+    lines = counted.metrics.render().splitlines()
+    assert 'nocobase_multienv_commands_total{action="start",environment="env_a",outcome="deferred"} 1' in lines
+    assert 'nocobase_multienv_commands_total{action="start",environment="env_a",outcome="completed"} 1' in lines
+    assert 'nocobase_multienv_commands_total{action="stop",environment="env_a",outcome="failed"} 1' in lines
+    assert counted.deferred_counted == set()

@@ -202,6 +202,9 @@ class Agent:
         self.metrics.collectors += [self._agent_samples, self._redis_samples]
         self.metrics_server = None
         self.last_beat = None  # time.monotonic() of the last registration or heartbeat
+        self.deferred_counted = set()  # entries counted as deferred, until their final outcome
+        self.redis_samples = (0.0, [])  # (time.monotonic(), samples): scrapes within a second share one read
+        self.redis_samples_lock = threading.Lock()
         self.last_problem = None
         self.fatal = None  # an error the agent must stop on (a newer protocol schema)
 
@@ -465,13 +468,20 @@ class Agent:
     def _count_command(self, entry_id, action, outcome, final_status):
         """The consumer's on_outcome hook: a command taken, and when completed its time since it was enqueued."""
         action = action if action in ACTIONS else "invalid"
+        # A deferred entry is retried every quarter second: it counts as deferred once.
+        if outcome == "deferred":
+            if entry_id in self.deferred_counted:
+                return
+            self.deferred_counted.add(entry_id)
+        else:
+            self.deferred_counted.discard(entry_id)
         if outcome == "done":
             outcome = "failed" if final_status in ("error", "not_found") else "completed"
             try:
                 enqueued_ms = int(str(entry_id).split("-", 1)[0])
             except ValueError:
                 enqueued_ms = None
-            if enqueued_ms is not None:
+            if enqueued_ms is not None:  # Redis's clock against the agent's: skew between them shows here
                 self.metrics.observe("nocobase_multienv_command_duration_seconds",
                                      max(0.0, (now_ms() - enqueued_ms) / 1000.0), action=action)
         self.metrics.inc("nocobase_multienv_commands_total", action=action, outcome=outcome)
@@ -485,31 +495,43 @@ class Agent:
         return samples
 
     def _redis_samples(self):
-        """The stream's length and pending count, and the apps by their status here, read at the scrape."""
+        """The stream's length and pending count, and the apps by their status here, read at the scrape:
+        one read at a time, shared by the scrapes within a second."""
+        with self.redis_samples_lock:
+            read_at, samples = self.redis_samples
+            if time.monotonic() - read_at >= 1.0:
+                samples = self._read_redis_samples()
+                self.redis_samples = (time.monotonic(), samples)
+            return samples
+
+    def _read_redis_samples(self):
         env = self.settings.environment
         stream = self.keys.commands(env)
-        names = [name for name in self.client.hkeys(self.keys.apps) if is_app_name(name)]
         pipe = self.client.pipeline(transaction=False)
         pipe.xlen(stream)
         pipe.xpending(stream, consumer_mod.CONSUMER_GROUP)
-        for name in names:
-            pipe.hget(self.keys.status(name), env)
-        replies = pipe.execute(raise_on_error=False)
+        pipe.hkeys(self.keys.apps)
+        length, pending, names = pipe.execute(raise_on_error=False)
         samples = []
-        if isinstance(replies[0], int):
-            samples.append(("nocobase_multienv_stream_length", {}, replies[0]))
-        if isinstance(replies[1], dict):
-            samples.append(("nocobase_multienv_stream_pending", {}, int(replies[1].get("pending") or 0)))
-        counts = {}
-        for raw in replies[2:]:
+        if isinstance(length, int):
+            samples.append(("nocobase_multienv_stream_length", {}, length))
+        if isinstance(pending, dict):
+            samples.append(("nocobase_multienv_stream_pending", {}, int(pending.get("pending") or 0)))
+        if not isinstance(names, list):
+            return samples
+        pipe = self.client.pipeline(transaction=False)
+        for name in names:
+            if is_app_name(name):
+                pipe.hget(self.keys.status(name), env)
+        counts = dict.fromkeys(APP_STATUSES, 0)  # every status, 0 too: a series that vanishes alerts nobody
+        for raw in pipe.execute(raise_on_error=False):
             try:
                 status = load_record(raw).get("status") if isinstance(raw, str) else None
             except (ValueError, AttributeError):
                 status = None
-            if status in APP_STATUSES:
-                counts[status] = counts.get(status, 0) + 1
-        samples += [("nocobase_multienv_apps", {"status": status}, count) for status, count in sorted(counts.items())]
-        return samples
+            if status in counts:
+                counts[status] += 1
+        return samples + [("nocobase_multienv_apps", {"status": status}, count) for status, count in sorted(counts.items())]
 
     # ------------------------------------------------------------------ run
 
@@ -518,7 +540,7 @@ class Agent:
             try:
                 self.metrics_server = serve(self.metrics, self.settings.metrics_address, self.settings.metrics_port)
                 LOG.info("metrics on %s:%d/metrics", self.settings.metrics_address, self.settings.metrics_port)
-            except OSError as exc:  # the commands matter more than their metrics
+            except (OSError, UnicodeError, ValueError) as exc:  # the commands matter more than their metrics
                 LOG.warning("no metrics: cannot listen on %s:%d: %s", self.settings.metrics_address,
                             self.settings.metrics_port, exc)
         watcher = threading.Thread(target=self.watch, name="watch", daemon=True)

@@ -525,11 +525,22 @@ class Consumer:
         """Complete, in stream order, the entries whose completion failed; never act on them again."""
         done = 0
         for entry_id in sorted(self._unfinished, key=_id_key):
+            action = self._unfinished[entry_id][1]
             self._finish(entry_id, *self._unfinished[entry_id])
             del self._unfinished[entry_id]
             LOG.info("%s: completed %s after Redis came back", self.consumer_name, entry_id)
+            self._outcome(entry_id, action, "done")
             done += 1
         return done
+
+    def _outcome(self, entry_id, action, result):
+        """Tell on_outcome; a failure there is logged, it never stops the consumer."""
+        if self.on_outcome is None:
+            return
+        try:
+            self.on_outcome(entry_id, action, result, self.final_status)
+        except Exception:  # noqa: BLE001 - metrics must not cost a command
+            LOG.exception("%s: on_outcome failed for %s", self.consumer_name, entry_id)
 
     def _handle(self, entry_id, fields, seen):
         if entry_id in seen:
@@ -550,8 +561,7 @@ class Consumer:
             LOG.exception("%s: entry %s could not be processed; acknowledged without action", self.consumer_name, entry_id)
             self._drop(entry_id, fields)
             result = "dropped"
-        if self.on_outcome is not None:
-            self.on_outcome(entry_id, (fields or {}).get("action"), result, self.final_status)
+        self._outcome(entry_id, (fields or {}).get("action"), result)
         if result == "dropped":
             return 0
         if result == "deferred":

@@ -117,7 +117,8 @@ class Metrics:
             samples = sorted((labels, value) for (family, labels), value in values.items() if family == name)
             if not samples:
                 continue
-            lines += ["# HELP %s %s" % (name, help_text), "# TYPE %s %s" % (name, kind)]
+            lines += ["# HELP %s %s" % (name, help_text.replace("\\", "\\\\").replace("\n", "\\n")),
+                      "# TYPE %s %s" % (name, kind)]
             for labels, value in samples:
                 if kind != "histogram":
                     lines.append("%s%s %s" % (name, _labels(labels), _number(value)))
@@ -133,6 +134,8 @@ def serve(metrics, address, port):
     """An HTTP server of GET /metrics in a daemon thread; returns it (shutdown() stops it)."""
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = 10  # a client that sends nothing keeps no thread
+
         def do_GET(self):  # noqa: N802 - the name http.server calls
             if self.path.split("?", 1)[0] != "/metrics":
                 self.send_error(404)

@@ -32,3 +32,11 @@ def test_a_hostile_record_stays_one_short_printable_cell():
     assert cell("evil\x1b[2J\nname") == "evil?[2J?name"
     assert len(cell("x" * 500)) == 48 and cell("x" * 500).endswith("~")
     assert len(lines([{"name": "a\nb", "available": True}], [])) == 6  # no line was added by the record
+
+
+def test_a_hostile_change_time_is_ignored_not_trusted():
+    """updatedAt comes from Redis: a bool, a string, a negative or a far-future time is no time at all."""
+    for hostile in (True, "1767000000000", -10 ** 400, NOW_MS + 10 ** 12, 1.5e12):
+        app = dict(APPS[0], status={"env_a": {"status": "running", "updatedAt": hostile},
+                                    "env_b": {"status": "stopped", "updatedAt": NOW_MS - 120000}})
+        assert lines(ENVIRONMENTS, [app], now_ms=NOW_MS)[7].split()[-5:] == ["env_b:", "stopped", "2", "min", "ago"], hostile

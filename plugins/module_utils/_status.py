@@ -38,7 +38,8 @@ def _last_change(statuses, now_ms):
     """The newest status of an app among its environments: (environment, its status record), or None."""
     # A record's time is trusted only as an epoch in milliseconds up to a minute ahead of this clock.
     dated = [(record["updatedAt"], str(env), record) for env, record in statuses.items()
-             if isinstance(record, dict) and type(record.get("updatedAt")) is int
+             if isinstance(record, dict) and isinstance(record.get("updatedAt"), int)
+             and not isinstance(record["updatedAt"], bool)
              and 0 <= record["updatedAt"] <= now_ms + _CLOCK_SKEW_MS]
     if not dated:
         return None

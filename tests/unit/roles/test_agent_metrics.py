@@ -10,6 +10,7 @@ from conftest import REPO
 
 sys.path.insert(0, str(REPO / "roles" / "worker" / "files" / "agent"))
 
+import agent  # noqa: E402
 import metrics  # noqa: E402
 
 
@@ -73,8 +74,6 @@ def test_the_agent_image_gets_every_program_file():
 
 def test_a_deferred_command_counts_once_however_often_it_is_retried():
     """The consumer retries a deferred entry every quarter second; the counter counts commands, not retries."""
-    import agent  # noqa: PLC0415 - imports redis-py, which the other tests here do not need
-
     counted = agent.Agent.__new__(agent.Agent)
     counted.metrics, counted.deferred_counted = metrics.Metrics(environment="env_a"), set()
     for dummy in range(5):

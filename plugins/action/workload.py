@@ -68,6 +68,8 @@ HASHED_SETTINGS = ("nocobase_restart_policy", "nocobase_stop_timeout")
 # A Swarm service's update that ended without its new tasks.
 _UPDATE_FAILED = ("paused", "rollback_started", "rollback_completed", "rollback_paused")
 _SECRET_VERSION_RE = re.compile(r"_v[0-9]+$")
+# The record of a container or service that check mode can only predict.
+_PREDICTED = {"changed": True, "id": None, "running": False, "addresses": {}, "healthy": False}
 
 
 class ActionModule(ActionBase):
@@ -144,7 +146,7 @@ class ActionModule(ActionBase):
             predicted = False
         elif check_mode and (boolean(settings["_common_network_pending"], strict=False) or image_pending):
             # Its network or image does not exist yet: docker_container could not check it.
-            record = {"changed": True, "id": None, "running": False, "addresses": {}, "healthy": False}
+            record = dict(_PREDICTED)
             msg = "%s would be created" % name
             predicted = True
         else:
@@ -251,7 +253,7 @@ class ActionModule(ActionBase):
                                        "uid": str(item["uid"]), "gid": str(item["gid"]), "mode": item["mode"]})
         if check_mode and (node["image_config"] is None or secrets_changed
                            or boolean(settings["_common_network_pending"], strict=False)):
-            record = {"changed": True, "id": None, "running": False, "addresses": {}, "healthy": False}
+            record = dict(_PREDICTED)
             return self._recorded(name, record, "%s: its image, secrets or the platform networks are new; the service "
                                   "would be created or updated" % name, settings, task_vars, _ansible_verbose_always=True)
         changed = bool(self._module("community.docker.docker_swarm_service", service, task_vars).get("changed"))
@@ -294,14 +296,8 @@ class ActionModule(ActionBase):
 
     def _containers_state(self, containers, state, task_vars):
         """Existing containers of this engine (names or ids), stopped or removed."""
-        changed = []
-        for container in containers:
-            try:
-                outcome = self._module("community.docker.docker_container", {"name": container, "state": state}, task_vars)
-            except _Failed as failed:
-                raise _Failed("%s: %s" % (container, failed.msg), bool(changed) or failed.changed)
-            if outcome.get("changed"):
-                changed.append(container)
+        changed = self._each("community.docker.docker_container",
+                             [{"name": container, "state": state} for container in containers], task_vars)
         return dict(changed=bool(changed), containers=changed,
                     msg="%s: %s" % (state, ", ".join(changed)) if changed else "nothing to change")
 
@@ -319,15 +315,10 @@ class ActionModule(ActionBase):
                    if services["names"] is None or item["Spec"]["Name"] in services["names"]]
         secrets = sorted({_SECRET_VERSION_RE.sub("", secret["SecretName"]) for item in removed
                           for secret in item["Spec"]["TaskTemplate"]["ContainerSpec"].get("Secrets") or []})
-        removals = [("community.docker.docker_swarm_service", {"name": item["Spec"]["Name"], "state": "absent"})
-                    for item in removed]
-        removals += [("community.docker.docker_secret", {"name": secret, "rolling_versions": True, "state": "absent"})
-                     for secret in secrets]
-        for done, (module_name, module_args) in enumerate(removals):
-            try:
-                self._module(module_name, module_args, task_vars)
-            except _Failed as failed:
-                raise _Failed("%s: %s" % (module_args["name"], failed.msg), done > 0 or failed.changed)
+        done = self._each("community.docker.docker_swarm_service",
+                          [{"name": item["Spec"]["Name"], "state": "absent"} for item in removed], task_vars)
+        self._each("community.docker.docker_secret",
+                   [{"name": secret, "rolling_versions": True, "state": "absent"} for secret in secrets], task_vars, done)
         names = [item["Spec"]["Name"] for item in removed]
         return dict(changed=bool(names), services=names, swarm_manager=bool(found.get("docker_swarm_manager")),
                     msg="removed: %s" % ", ".join(names) if names else "no service")
@@ -342,6 +333,18 @@ class ActionModule(ActionBase):
             job["name"], job["action"], job["volume"], "would run" if check_mode else "done"))
 
     # -------------------------------------------------------------------------------------- helpers
+
+    def _each(self, module_name, calls, task_vars, changed_before=()):
+        """The module once per argument dict, in turn; the names it changed. A failure names its item and
+        reports changed when an earlier call (or `changed_before`) changed something."""
+        changed = list(changed_before)
+        for module_args in calls:
+            try:
+                if self._module(module_name, module_args, task_vars).get("changed"):
+                    changed.append(module_args["name"])
+            except _Failed as failed:
+                raise _Failed("%s: %s" % (module_args["name"], failed.msg), bool(changed) or failed.changed)
+        return changed[len(changed_before):]
 
     @staticmethod
     def _spec_hash(spec, secrets, settings):
